@@ -1,0 +1,60 @@
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    keras.utils.set_random_seed(0)
+    torch.manual_seed(0)
+
+
+def randomize_keras_batch_norm(model, seed=0):
+    """Random scale, offset and moving statistics: BN's identity
+    initialisation would hide a transposed or misplaced statistic."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.normal(0.0, 0.1, n),
+                    rng.normal(0.0, 0.1, n),
+                    rng.uniform(0.5, 1.5, n),
+                ]
+            )
+    return model
+
+
+def randomize_torch_batch_norm(model, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+    return model
+
+
+def images(size, n=2, seed=1):
+    """A channels-last batch in [-1, 1], as Xception's preprocessing gives."""
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype("float32")
+
+
+def torch_forward(model, x_nhwc):
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)).numpy()
+
+
+def relative_max_difference(actual, expected):
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())

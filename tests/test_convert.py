@@ -1,0 +1,128 @@
+"""Weights moved Keras → PyTorch → Keras give the same network."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from conftest import (
+    images,
+    randomize_keras_batch_norm,
+    randomize_torch_batch_norm,
+    relative_max_difference,
+    torch_forward,
+)
+from xception_common.convert import keras_to_torch, torch_to_keras
+from xception_common.keras_xception import build_xception
+from xception_common.torch_xception import Xception
+
+TOLERANCE = 1e-5  # relative max difference, float32
+
+
+def keras_forward(model, x):
+    return np.asarray(model(x, training=False))
+
+
+def keras_flows(model, x):
+    """Outputs of the entry and middle flows, channels-last."""
+    ends = [model.get_layer(name).output for name in ("block4_add", "block12_add")]
+    return [np.asarray(y) for y in keras.Model(model.input, ends)(x, training=False)]
+
+
+def torch_flows(model, x):
+    with torch.no_grad():
+        entry = model.entry_flow(torch.from_numpy(x).permute(0, 3, 1, 2))
+        middle = model.middle_flow(entry)
+    return [to_nhwc(y.numpy()) for y in (entry, middle)]
+
+
+def to_nhwc(features):
+    return features.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("size", [299, 71, 128], ids=["299", "odd-71", "even-128"])
+@pytest.mark.parametrize("include_top", [True, False], ids=["top", "features"])
+def test_round_trip_agrees(size, include_top):
+    shape = (size, size, 3)
+    source = build_xception(input_shape=shape, include_top=include_top, num_classes=10,
+                            classifier_activation=None)
+    randomize_keras_batch_norm(source)
+    x = images(size)
+    expected = keras_forward(source, x)
+
+    torch_model = keras_to_torch(source, Xception(num_classes=10, include_top=include_top))
+    actual = torch_forward(torch_model, x)
+    if not include_top:
+        actual = to_nhwc(actual)
+    assert actual.shape == expected.shape
+    assert relative_max_difference(actual, expected) <= TOLERANCE
+    # Averaging over the final map can hide a local error (a pooling window
+    # shifted by one pixel): compare after each flow too.
+    for ours, theirs in zip(torch_flows(torch_model, x), keras_flows(source, x)):
+        assert relative_max_difference(ours, theirs) <= TOLERANCE
+
+    back = torch_to_keras(torch_model, build_xception(
+        input_shape=shape, include_top=include_top, num_classes=10, classifier_activation=None))
+    for a, b in zip(back.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert relative_max_difference(keras_forward(back, x), expected) <= TOLERANCE
+
+
+def test_torch_to_keras_agrees():
+    torch_model = randomize_torch_batch_norm(Xception(num_classes=7)).eval()
+    x = images(96)
+    expected = torch_forward(torch_model, x)
+    keras_model = torch_to_keras(torch_model, build_xception(
+        num_classes=7, input_shape=(96, 96, 3), classifier_activation=None))
+    assert relative_max_difference(keras_forward(keras_model, x), expected) <= TOLERANCE
+
+
+def test_keras_applications_xception_converts_despite_generated_names():
+    reference = keras.applications.Xception(weights=None, classifier_activation=None)
+    randomize_keras_batch_norm(reference)
+    assert any(layer.name.startswith("conv2d") for layer in reference.layers)
+    torch_model = keras_to_torch(reference, Xception())
+    x = images(299, n=1)
+    assert relative_max_difference(torch_forward(torch_model, x), keras_forward(reference, x)) <= TOLERANCE
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(before, model):
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(
+    "keras_kwargs, torch_kwargs, named",
+    [
+        ({"num_classes": 10}, {"num_classes": 1000}, "predictions"),
+        ({"include_top": False}, {"include_top": True}, "predictions"),
+        ({"include_top": True}, {"include_top": False}, "predictions"),
+    ],
+)
+def test_mismatched_models_raise_and_copy_nothing(keras_kwargs, torch_kwargs, named):
+    keras_model = randomize_keras_batch_norm(build_xception(input_shape=(71, 71, 3), **keras_kwargs))
+    torch_model = Xception(**torch_kwargs)
+    torch_before = state(torch_model)
+    keras_before = keras_model.get_weights()
+
+    with pytest.raises(ValueError, match=f"'{named}'.*nothing was copied"):
+        keras_to_torch(keras_model, torch_model)
+    assert_unchanged(torch_before, torch_model)
+
+    with pytest.raises(ValueError, match=f"'{named}'.*nothing was copied"):
+        torch_to_keras(torch_model, keras_model)
+    for a, b in zip(keras_model.get_weights(), keras_before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_of_another_structure_is_refused():
+    inputs = keras.Input((71, 71, 3))
+    outputs = keras.layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem")(inputs)
+    outputs = keras.layers.LayerNormalization(name="norm")(outputs)
+    other = keras.Model(inputs, outputs)
+    with pytest.raises(ValueError, match="'norm' is a LayerNormalization"):
+        keras_to_torch(other, Xception())

@@ -1,0 +1,138 @@
+"""Both models against the paper (Figure 5, Table 3) and against each other."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xception_common import architecture as arch
+from xception_common.keras_xception import build_xception, parameters_by_flow as keras_by_flow
+from xception_common.torch_xception import (
+    MaxPoolSame,
+    SeparableConv2d,
+    Xception,
+    parameters_by_flow as torch_by_flow,
+)
+
+PAPER_TRAINABLE = 22_855_952  # Table 3
+KERAS_TOTAL = 22_910_480  # plus the BN moving statistics
+SEPARABLE_CONVS = 3 * 2 + 8 * 3 + 2 + 2
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    return build_xception()
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return Xception().eval()
+
+
+def test_parameter_counts_match_the_paper(keras_model, torch_model):
+    keras_trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    torch_trainable = sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
+    assert keras_trainable == PAPER_TRAINABLE
+    assert torch_trainable == PAPER_TRAINABLE
+    assert keras_model.count_params() == KERAS_TOTAL
+
+
+def test_parameters_per_flow_are_equal(keras_model, torch_model):
+    keras_counts, torch_counts = keras_by_flow(keras_model), torch_by_flow(torch_model)
+    assert keras_counts == torch_counts
+    assert list(keras_counts) == ["entry_flow", "middle_flow", "exit_flow", "head"]
+    assert sum(keras_counts.values()) == PAPER_TRAINABLE
+    assert torch_counts["head"] == 2048 * 1000 + 1000
+    assert torch_counts["middle_flow"] == 8 * 3 * (728 * 9 + 728 * 728 + 2 * 728)
+
+
+def test_keras_shapes_at_299(keras_model):
+    assert keras_model.get_layer("block4_add").output.shape == (None, 19, 19, 728)
+    assert keras_model.get_layer("block14_sepconv2_act").output.shape == (None, 10, 10, 2048)
+    assert keras_model.output.shape == (None, 1000)
+    features = build_xception(include_top=False)
+    assert features.output.shape == (None, 10, 10, 2048)
+
+
+def test_torch_shapes_at_299(torch_model):
+    x = torch.zeros(1, 3, 299, 299)
+    with torch.no_grad():
+        entry = torch_model.entry_flow(x)
+        middle = torch_model.middle_flow(entry)
+        exit_ = torch_model.exit_flow(middle)
+        logits = torch_model(x)
+    assert entry.shape == (1, 728, 19, 19)
+    assert middle.shape == (1, 728, 19, 19)
+    assert exit_.shape == (1, 2048, 10, 10)
+    assert logits.shape == (1, 1000)
+    assert Xception(include_top=False).eval()(x).shape == (1, 2048, 10, 10)
+
+
+def test_keras_model_is_keras_applications_xception(keras_model):
+    reference = keras.applications.Xception(weights=None)
+    assert len(keras_model.layers) == len(reference.layers) == 134
+    assert [type(a) for a in keras_model.layers] == [type(b) for b in reference.layers]
+    assert [w.shape for w in keras_model.get_weights()] == [
+        w.shape for w in reference.get_weights()
+    ]
+    model = build_xception()
+    model.set_weights(reference.get_weights())
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 299, 299, 3)).astype("float32")
+    ours = np.asarray(model(x, training=False))
+    theirs = np.asarray(reference(x, training=False))
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-7)
+
+
+def test_no_convolution_has_a_bias(keras_model, torch_model):
+    keras_convs = [
+        layer
+        for layer in keras_model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D))
+    ]
+    assert len(keras_convs) == 2 + 4 + SEPARABLE_CONVS  # stem, shortcuts, separables
+    assert all(not layer.use_bias for layer in keras_convs)
+    torch_convs = [m for m in torch_model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(torch_convs) == 2 + 4 + 2 * SEPARABLE_CONVS
+    assert all(m.bias is None for m in torch_convs)
+
+
+def test_every_depthwise_convolution_is_grouped(torch_model):
+    separables = [m for m in torch_model.modules() if isinstance(m, SeparableConv2d)]
+    assert len(separables) == SEPARABLE_CONVS
+    for m in separables:
+        assert m.depthwise.groups == m.depthwise.in_channels == m.depthwise.out_channels
+        assert m.depthwise.kernel_size == (3, 3)
+        assert m.pointwise.kernel_size == (1, 1) and m.pointwise.groups == 1
+
+
+def test_batch_norm_uses_keras_epsilon_and_momentum(keras_model, torch_model):
+    keras_bns = [l for l in keras_model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    torch_bns = [m for m in torch_model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(keras_bns) == len(torch_bns) == 2 + 4 + SEPARABLE_CONVS
+    assert {(l.epsilon, l.momentum) for l in keras_bns} == {(1e-3, 0.99)}
+    assert {(m.eps, round(m.momentum, 12)) for m in torch_bns} == {(1e-3, 0.01)}
+
+
+@pytest.mark.parametrize("height, width", [(74, 74), (37, 37), (10, 11), (147, 6)])
+def test_max_pool_matches_tensorflow_same_padding(height, width):
+    x = np.random.default_rng(0).normal(size=(2, height, width, 5)).astype("float32")
+    expected = np.asarray(keras.layers.MaxPooling2D(3, strides=2, padding="same")(x))
+    actual = MaxPoolSame()(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_symmetric_padding_would_differ_on_even_maps():
+    """Why MaxPoolSame exists: the map entering the third pool at 299 is 74×74."""
+    x = torch.randn(1, 1, 74, 74)
+    symmetric = nn.MaxPool2d(3, 2, padding=1)(x)
+    assert symmetric.shape == MaxPoolSame()(x).shape
+    assert not torch.equal(symmetric, MaxPoolSame()(x))
+
+
+def test_flow_of_names_every_layer(keras_model):
+    flows = {arch.flow_of(layer.name) for layer in keras_model.layers if layer.weights}
+    assert flows == {"entry_flow", "middle_flow", "exit_flow", "head"}
+    with pytest.raises(ValueError, match="block name"):
+        arch.flow_of("conv2d_3")

@@ -1,0 +1,12 @@
+"""Xception (Chollet, CVPR 2017) in Keras and PyTorch, for the tutorial notebooks.
+
+The submodules are imported on demand so that a PyTorch-only or a Keras-only
+environment can use its half:
+
+* ``architecture``: the network of Figure 5, described once for both builders;
+* ``keras_xception.build_xception``: the Keras 3 functional model;
+* ``torch_xception.Xception``: the PyTorch ``nn.Module``;
+* ``convert.keras_to_torch`` / ``convert.torch_to_keras``: weight transfer.
+"""
+
+__version__ = "0.1.0"
