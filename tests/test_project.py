@@ -12,3 +12,40 @@ def test_ci_runs_the_readme_test_command():
     assert block, "README.md lost its test command"
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert block.group(1).strip() in ci_lines
+
+
+def repository_url():
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"]
+
+
+def notebooks():
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_opens_with_title_badge_and_setup():
+    import json
+
+    url = repository_url()
+    owner_repo = url.removeprefix("https://github.com/")
+    for path in notebooks():
+        cells = json.loads(path.read_text())["cells"]
+        intro, setup = cells[0], cells[1]
+        intro_text = "".join(intro["source"])
+        assert intro["cell_type"] == "markdown" and intro_text.startswith("# "), path.name
+        badge = f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{path.name}"
+        assert badge in intro_text, f"{path.name}: no Colab badge for {badge}"
+        setup_text = "".join(setup["source"])
+        assert '"google.colab" in sys.modules' in setup_text, path.name
+        assert f"git+{url}" in setup_text, f"{path.name}: installs from another address"
+        assert "setup(seed=" in setup_text, path.name
+        other_urls = {u for c in cells for u in re.findall(r"github\.com/[\w.-]+/[\w.-]+", "".join(c["source"]))}
+        assert other_urls <= {f"github.com/{owner_repo}"}, f"{path.name}: {other_urls}"
+
+
+def test_readme_lists_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    for path in notebooks():
+        assert path.name in readme, f"README.md does not list {path.name}"
