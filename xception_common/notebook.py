@@ -2,6 +2,8 @@
 same in JupyterLab, in Colab and under ``pytest --nbval``."""
 
 import contextlib
+import html
+import inspect
 import os
 import sys
 
@@ -43,3 +45,40 @@ def setup(seed: int = 0) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow, not PyTorch
     torch.manual_seed(seed)
     np.set_printoptions(precision=4, suppress=True)
+
+
+def source(*objects) -> str:
+    """The source code of functions or classes of the package, as written."""
+    return "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+
+
+def side_by_side(left: str, right: str, titles=("Keras", "PyTorch")):
+    """Two blocks of text in two columns, for code or summaries that mirror
+    each other."""
+    from IPython.display import HTML
+
+    head = "".join(f"<th style='text-align:left'>{html.escape(t)}</th>" for t in titles)
+    cells = "".join(
+        f"<td style='text-align:left; vertical-align:top'><pre>{html.escape(text)}</pre></td>"
+        for text in (left, right)
+    )
+    return HTML(f"<table><tr>{head}</tr><tr>{cells}</tr></table>")
+
+
+def keras_summary(model, line_length: int = 88) -> str:
+    """``model.summary()`` as one plain string of a fixed width.
+
+    Keras draws the table with rich, whose console is as wide as the terminal
+    (80 columns without one, 115 in Jupyter) and, in Jupyter, also emits an
+    empty display while it captures. Here the console is exactly
+    ``line_length`` wide everywhere and only the text remains.
+    """
+    from unittest import mock
+
+    from IPython.utils.capture import capture_output
+
+    lines = []
+    width = str(line_length)
+    with capture_output(), mock.patch.dict(os.environ, COLUMNS=width, JUPYTER_COLUMNS=width):
+        model.summary(line_length=line_length, print_fn=lambda line, line_break=True: lines.append(line))
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""Parameters and multiply-adds per layer: Keras formulas against torchinfo."""
+
+import pytest
+
+from xception_common import costs
+from xception_common.keras_xception import build_xception
+from xception_common.torch_xception import Xception
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return costs.keras_layer_costs(build_xception()), costs.torch_layer_costs(Xception())
+
+
+def test_every_layer_costs_the_same_in_both_frameworks(rows):
+    keras_rows, torch_rows = rows
+    assert len(keras_rows) == len(torch_rows) == 2 + 4 + 2 * 34 + 1 + (2 + 4 + 34)
+    for k, t in zip(keras_rows, torch_rows):
+        assert (k.flow, k.kind, k.params, k.mult_adds) == (t.flow, t.kind, t.params, t.mult_adds), (k, t)
+
+
+def test_flow_totals(rows):
+    keras_rows, torch_rows = rows
+    flows = costs.totals_by(keras_rows, "flow")
+    assert flows == costs.totals_by(torch_rows, "flow")
+    assert sum(params for params, _ in flows.values()) == 22_855_952
+    # Middle flow: 24 separable convs 728 -> 728 at 19x19 (and their BNs).
+    assert flows["middle_flow"] == (24 * (9 * 728 + 728 * 728 + 2 * 728), 24 * 19 * 19 * (9 * 728 + 728 * 728))
+
+
+def test_separable_conv_split(rows):
+    keras_rows, _ = rows
+    by_name = {row.name: row for row in keras_rows}
+    depthwise = by_name["block5_sepconv1.depthwise"]
+    pointwise = by_name["block5_sepconv1.pointwise"]
+    assert (depthwise.params, depthwise.mult_adds) == (3 * 3 * 728, 19 * 19 * 3 * 3 * 728)
+    assert (pointwise.params, pointwise.mult_adds) == (728 * 728, 19 * 19 * 728 * 728)
+
+
+def test_torchinfo_total_differs_only_by_its_batch_norm_entries(rows):
+    import torchinfo
+
+    _, torch_rows = rows
+    stats = torchinfo.summary(Xception(), input_size=(1, 3, 299, 299), device="cpu", verbose=0)
+    bn_params = costs.totals_by(torch_rows, "kind")["batchnorm"][0]
+    assert stats.total_mult_adds == sum(row.mult_adds for row in torch_rows) + bn_params

@@ -1,0 +1,55 @@
+"""The helpers the notebooks call: setup, source display, summaries, figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import keras  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+from xception_common import costs, notebook, plots  # noqa: E402
+from xception_common.keras_xception import build_xception, separable_conv  # noqa: E402
+from xception_common.torch_xception import SeparableConv2d, Xception  # noqa: E402
+
+
+def test_source_is_the_package_code():
+    text = notebook.source(separable_conv, SeparableConv2d)
+    assert text.startswith("def separable_conv(")
+    assert "class SeparableConv2d(nn.Module):" in text
+    assert "groups=in_channels" in text
+
+
+def test_side_by_side_escapes_and_titles_both_columns():
+    shown = notebook.side_by_side("a < b", "x & y", titles=("left", "right"))
+    assert shown.data.count("<td") == 2
+    assert "a &lt; b" in shown.data and "x &amp; y" in shown.data
+    assert "<th style='text-align:left'>left</th>" in shown.data
+
+
+def test_keras_summary_is_plain_text_of_fixed_width():
+    text = notebook.keras_summary(build_xception(input_shape=(71, 71, 3)), line_length=88)
+    lines = text.splitlines()
+    assert lines[0] == 'Model: "xception"'
+    assert lines[-2] == " Trainable params: 22,855,952 (87.19 MB)"
+    assert max(len(line) for line in lines) == 88
+
+
+def test_setup_seeds_both_frameworks():
+    import numpy as np
+    import torch
+
+    notebook.setup(seed=3)
+    first = (np.random.rand(), torch.rand(1).item(), float(keras.random.uniform(())))
+    notebook.setup(seed=3)
+    assert (np.random.rand(), torch.rand(1).item(), float(keras.random.uniform(()))) == first
+
+
+def test_cost_figure_stacks_every_kind():
+    rows = costs.torch_layer_costs(Xception(), image_size=71)
+    fig = plots.plot_costs_by_flow(rows)
+    params_axis, mult_adds_axis = fig.axes
+    kinds = len(costs.totals_by(rows, "kind"))
+    flows = len(costs.totals_by(rows, "flow"))
+    assert len(params_axis.patches) == len(mult_adds_axis.patches) == kinds * flows
+    assert [t.get_text() for t in params_axis.get_legend().get_texts()] == list(costs.KINDS)
+    plt.close(fig)

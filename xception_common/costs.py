@@ -1,0 +1,105 @@
+"""Parameters and multiply-adds of every layer, counted in each framework.
+
+PyTorch's numbers come from torchinfo. Keras has no multiply-add counter, so
+its numbers come from the formulas below applied to Keras' own layer shapes;
+that the two agree is the check. A separable convolution is split into its
+depthwise and pointwise parts in both, to show where the cost lies.
+
+Multiply-adds per image, for an output map of h × w:
+
+* convolution k × k, C_in → C_out: h · w · k² · C_in · C_out
+* depthwise k × k over C channels:  h · w · k² · C
+* pointwise 1 × 1, C_in → C_out:    h · w · C_in · C_out
+* dense, C_in → C_out:              (C_in + 1) · C_out, the bias add counted as
+  torchinfo does
+
+BatchNorm is counted for its parameters only; its per-pixel work, like ReLU's,
+is not a multiply-add in this sense.
+"""
+
+from dataclasses import dataclass
+from math import prod
+
+from . import architecture as arch
+
+KINDS = ("conv", "depthwise", "pointwise", "dense", "batchnorm")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    flow: str
+    kind: str
+    params: int
+    mult_adds: int
+
+
+def keras_layer_costs(model) -> list[LayerCost]:
+    """One row per weighted layer of a Keras Xception (two per separable conv)."""
+    rows = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if not layer.trainable_weights:
+            continue
+        flow = arch.flow_of(layer.name)
+        pixels = prod(layer.output.shape[1:3]) if len(layer.output.shape) == 4 else 1
+        if kind == "SeparableConv2D":
+            depthwise, pointwise = layer.depthwise_kernel.shape, layer.pointwise_kernel.shape
+            rows.append(LayerCost(layer.name + ".depthwise", flow, "depthwise",
+                                  prod(depthwise), pixels * prod(depthwise)))
+            rows.append(LayerCost(layer.name + ".pointwise", flow, "pointwise",
+                                  prod(pointwise), pixels * prod(pointwise)))
+        elif kind == "Conv2D":
+            kernel = prod(layer.kernel.shape)
+            rows.append(LayerCost(layer.name, flow, "conv", kernel, pixels * kernel))
+        elif kind == "Dense":
+            params = layer.count_params()
+            rows.append(LayerCost(layer.name, flow, "dense", params, params))
+        elif kind == "BatchNormalization":
+            rows.append(LayerCost(layer.name, flow, "batchnorm",
+                                  sum(prod(w.shape) for w in layer.trainable_weights), 0))
+        else:
+            raise ValueError(f"no cost formula for Keras layer {layer.name!r} ({kind})")
+    return rows
+
+
+def torch_layer_costs(model, image_size: int = arch.DEFAULT_INPUT_SIZE) -> list[LayerCost]:
+    """One row per weighted leaf module of the PyTorch Xception, with
+    torchinfo's parameter and multiply-add counts for one image."""
+    import torchinfo
+    from torch import nn
+
+    stats = torchinfo.summary(
+        model, input_size=(1, arch.INPUT_CHANNELS, image_size, image_size),
+        device="cpu", verbose=0, col_names=("num_params", "mult_adds"),
+    )
+    names = {id(module): name for name, module in model.named_modules()}
+    rows = []
+    for info in stats.summary_list:
+        module = info.module
+        if not info.is_leaf_layer or not info.trainable_params:
+            continue
+        name = names[id(module)]
+        flow = "head" if name == "predictions" else name.split(".")[0]
+        if isinstance(module, nn.Conv2d):
+            kind = "depthwise" if module.groups > 1 else "pointwise" if name.endswith(".pointwise") else "conv"
+            rows.append(LayerCost(name, flow, kind, info.trainable_params, info.macs))
+        elif isinstance(module, nn.Linear):
+            rows.append(LayerCost(name, flow, "dense", info.trainable_params, info.macs))
+        elif isinstance(module, nn.BatchNorm2d):
+            rows.append(LayerCost(name, flow, "batchnorm", info.trainable_params, 0))
+        else:
+            raise ValueError(f"no cost rule for PyTorch module {name!r} ({type(module).__name__})")
+    return rows
+
+
+def totals_by(rows: list[LayerCost], key: str) -> dict[str, tuple[int, int]]:
+    """(parameters, multiply-adds) summed per ``flow`` or per ``kind``, in
+    Figure 5's order."""
+    order = list(arch.FLOWS) if key == "flow" else list(KINDS)
+    totals = {group: [0, 0] for group in order}
+    for row in rows:
+        group = totals[getattr(row, key)]
+        group[0] += row.params
+        group[1] += row.mult_adds
+    return {group: tuple(t) for group, t in totals.items() if t != [0, 0]}
