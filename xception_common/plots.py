@@ -33,3 +33,48 @@ def plot_costs_by_flow(rows: list[costs.LayerCost], title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def show_samples(dataset, per_class: int = 4, seed: int = 0):
+    """A grid of training images, one column per class, named above."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = len(dataset.class_names)
+    fig, axes = plt.subplots(per_class, classes, figsize=(1.1 * classes, 1.15 * per_class), squeeze=False)
+    for label, name in enumerate(dataset.class_names):
+        indices = np.flatnonzero(dataset.y_train == label)
+        chosen = rng.choice(indices, size=min(per_class, len(indices)), replace=False)
+        for row in range(per_class):
+            axis = axes[row, label]
+            axis.axis("off")
+            if row < len(chosen):
+                axis.imshow(dataset.x_train[chosen[row]], interpolation="nearest")
+        axes[0, label].set_title(name, fontsize=9)
+    fig.suptitle(f"{dataset.name}: {len(dataset.y_train):,} training images", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(histories: dict[str, list[dict]], title: str = ""):
+    """Loss, accuracy (test, with and without Polyak averaging) and learning
+    rate per epoch, one line style per run."""
+    fig, (loss_axis, accuracy_axis, lr_axis) = plt.subplots(1, 3, figsize=(14, 3.8))
+    for (name, history), color in zip(histories.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):
+        epochs = [record["epoch"] + 1 for record in history]
+        loss_axis.plot(epochs, [r["loss"] for r in history], "-", color=color, label=f"{name} train")
+        loss_axis.plot(epochs, [r["val_loss"] for r in history], "--", color=color, label=f"{name} test")
+        accuracy_axis.plot(epochs, [r["accuracy"] for r in history], "-", color=color, label=f"{name} train")
+        accuracy_axis.plot(epochs, [r["val_accuracy"] for r in history], "--", color=color, label=f"{name} test")
+        accuracy_axis.plot(epochs, [r["val_accuracy_ema"] for r in history], ":", color=color,
+                           label=f"{name} test, averaged")
+        lr_axis.plot(epochs, [r["lr"] for r in history], "o-", color=color, label=name, alpha=0.7)
+    for axis, label in ((loss_axis, "loss"), (accuracy_axis, "accuracy"), (lr_axis, "learning rate")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -157,6 +157,16 @@ def exit_flow() -> nn.Sequential:
     )
 
 
+def init_like_keras(module: nn.Module) -> None:
+    """Keras' defaults, so both frameworks start from the same distribution:
+    Glorot-uniform kernels (depthwise ones included: PyTorch's and Keras' fan
+    computations give the same limit), zero biases, BN at scale 1 and shift 0."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class Xception(nn.Module):
     """Xception for NCHW float input of at least 71×71 pixels.
 
@@ -174,6 +184,7 @@ class Xception(nn.Module):
         if include_top:
             self.dropout = nn.Dropout(dropout)
             self.predictions = nn.Linear(arch.FEATURE_CHANNELS, num_classes)
+        self.apply(init_like_keras)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:

@@ -1,0 +1,194 @@
+"""The paper's recipe in both frameworks: schedule, pipeline, training, resume, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xception_common import recipe, train_keras, train_torch
+from xception_common.data import Dataset
+from xception_common.pipeline import crop_padding, epoch_plan
+from xception_common.train import TrainConfig, main, train
+
+# Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
+PAPER_SCHEDULE = [0.045, 0.045, 0.0423, 0.0423, 0.039762, 0.039762, 0.03737628, 0.03737628,
+                  0.0351337032, 0.0351337032, 0.033025681008]
+
+
+def tiny_dataset(n=16, size=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    images[..., 0] = (labels * 100)[:, None, None].astype(np.uint8)  # a learnable cue
+    return Dataset("tiny", "generated", tuple("abc"[:classes]), images, labels.astype(np.int64),
+                   images[::-1].copy(), labels[::-1].astype(np.int64).copy(), flip=True)
+
+
+def config(framework, epochs, **kwargs):
+    options = dict(image_size=71, batch_size=8, ema_decay=0.5)
+    options.update(kwargs)
+    return TrainConfig(framework, "tiny", epochs, **options)
+
+
+def test_recipe_schedule():
+    assert [recipe.learning_rate(e) for e in range(11)] == pytest.approx(PAPER_SCHEDULE, rel=1e-12)
+
+
+def test_keras_schedule_matches_the_paper():
+    steps = 7
+    schedule = train_keras.learning_rate_schedule(steps)
+    for epoch in range(11):
+        for step in (epoch * steps, epoch * steps + steps - 1):  # first and last step of the epoch
+            assert float(schedule(step)) == pytest.approx(PAPER_SCHEDULE[epoch], rel=1e-6)
+
+
+def test_torch_schedule_matches_the_paper():
+    optimizer = train_torch.make_optimizer(torch.nn.Linear(2, 2))
+    scheduler = train_torch.make_scheduler(optimizer)
+    rates = []
+    for _ in range(11):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx(PAPER_SCHEDULE, rel=1e-12)
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_weight_decay_only_on_kernels_in_both():
+    model = train_torch.Xception(3)
+    kernels, others = train_torch.make_optimizer(model).param_groups
+    assert kernels["weight_decay"] == 1e-5 and others["weight_decay"] == 0.0
+    assert len(kernels["params"]) == 2 + 4 + 2 * 34 + 1  # stem, shortcuts, separables, dense
+    keras_model = train_keras.build_model(tiny_dataset(), config("keras", 1), steps=1, gpu=False)
+    assert len(keras_model.losses) == 2 + 4 + 2 * 34 + 1
+    penalty = sum(float(loss) for loss in keras_model.losses)
+    kernels = [w for w in keras_model.trainable_weights if len(w.shape) > 1]
+    expected = 1e-5 / 2 * sum(float(np.sum(np.square(w.numpy()))) for w in kernels)
+    assert penalty == pytest.approx(expected, rel=1e-5)
+
+
+def test_both_pipelines_make_the_same_batch():
+    dataset = tiny_dataset(size=32)
+    padding = crop_padding(32)
+    plan = epoch_plan(16, 8, padding, True, seed=3, epoch=1)
+    assert plan.flips.any() and (plan.rows != padding).any()
+    order = plan.order[0]
+    nhwc = dataset.x_train[order]
+    keras_batch = train_keras.to_model_input(
+        train_keras.augment(nhwc, plan.rows[0], plan.cols[0], plan.flips[0], padding), 75
+    ).numpy()
+    nchw = torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+    torch_batch = train_torch.to_model_input(
+        train_torch.augment(nchw, plan.rows[0], plan.cols[0], plan.flips[0], padding), 75
+    ).permute(0, 2, 3, 1).numpy()
+    assert keras_batch.shape == torch_batch.shape == (8, 75, 75, 3)
+    assert keras_batch.min() >= -1 and keras_batch.max() <= 1
+    np.testing.assert_allclose(keras_batch, torch_batch, atol=1e-5)
+
+
+def test_augmentation_crops_and_flips_as_planned():
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(1, 4, 4, 3)
+    batch = torch.from_numpy(image).permute(0, 3, 1, 2)
+    shifted = train_torch.augment(batch, [2], [0], [False], padding=1).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(shifted[0, :3, 1:], image[0, 1:, :3])  # one row up, one column right
+    assert (shifted[0, 3] == 0).all() and (shifted[0, :, 0] == 0).all()  # zero padding shows
+    flipped = train_keras.augment(image, np.array([1]), np.array([1]), np.array([True]), 1).numpy()
+    np.testing.assert_array_equal(flipped[0], image[0, :, ::-1])
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_few_epochs_reduce_the_training_loss(framework):
+    # Two epochs of two steps at the paper's learning rate; tiny batches make
+    # longer runs jumpy, but the first steps on this easy cue are downhill.
+    history = train(config(framework, 2), dataset=tiny_dataset(), progress=False)
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert [r["lr"] for r in history] == pytest.approx(PAPER_SCHEDULE[:2], rel=1e-6)
+    assert history[1]["loss"] < 0.8 * history[0]["loss"]
+    assert set(history[0]) == {"epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
+                               "val_accuracy_ema", "seconds"}
+
+
+def without_seconds(history):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_stop_and_resume_equals_an_uninterrupted_run(framework, tmp_path):
+    dataset = tiny_dataset()
+    whole = train(config(framework, 3), tmp_path / "whole", dataset=dataset, progress=False)
+    train(config(framework, 1), tmp_path / "split", dataset=dataset, progress=False)
+    resumed = train(config(framework, 3), tmp_path / "split", resume=True, dataset=dataset, progress=False)
+    assert without_seconds(resumed) == without_seconds(whole)
+    assert resumed[2]["lr"] == pytest.approx(0.0423, rel=1e-6)  # the schedule carried over
+    saved = json.loads((tmp_path / "split" / "history.json").read_text())
+    assert without_seconds(saved) == without_seconds(whole)
+
+
+def test_torch_checkpoint_loads_with_weights_only(tmp_path):
+    train(config("torch", 1), tmp_path, dataset=tiny_dataset(), progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epochs_done"] == 1
+    assert set(state) >= {"model", "optimizer", "scheduler", "ema", "rng"}
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / name / f"{i}.png")
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--image-size", "70"], "image size must be at least 71"),
+        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--framework", "jax"], "invalid choice: 'jax'"),
+        (["--data", "no/such/folder"], "not an existing file or folder"),
+        (["--data", "MALFORMED"], "test/"),
+        (["--resume"], "nothing to resume"),
+        (["--subset", "0"], "subset must be >= 1"),
+    ],
+)
+def test_bad_options_exit_2_and_write_nothing(options, message, image_folder, tmp_path, capsys):
+    malformed = tmp_path / "malformed"
+    (malformed / "train" / "cat").mkdir(parents=True)
+    args = {"--framework": "torch", "--data": str(image_folder), "--epochs": "1", "--out": str(tmp_path / "run")}
+    for flag, value in zip(options[::2], options[1::2] + [None] * len(options)):
+        if flag != "--resume":
+            args[flag] = str(malformed) if value == "MALFORMED" else value
+    argv = [item for pair in args.items() for item in pair] + (["--resume"] if "--resume" in options else [])
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_is_never_overwritten(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.json").write_text("[]")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--framework", "torch", "--data", str(image_folder), "--epochs", "1", "--out", str(out)])
+    assert exit_.value.code == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (out / "history.json").read_text() == "[]" and sorted(p.name for p in out.iterdir()) == ["history.json"]
+
+
+def test_resume_with_other_options_is_refused(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--framework", "torch", "--data", str(image_folder), "--image-size", "71", "--batch-size", "2", "--out", str(out)]
+    assert main(base + ["--epochs", "1"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and history[0]["epoch"] == 0
+    with pytest.raises(SystemExit):
+        main(base[:-4] + ["--batch-size", "4", "--out", str(out), "--epochs", "2", "--resume"])
+    assert "batch_size=2 (now 4)" in capsys.readouterr().err
+    assert json.loads((out / "history.json").read_text()) == history

@@ -1,0 +1,396 @@
+"""Image classification data for the notebooks, as uint8 arrays.
+
+``load(source)`` returns a ``Dataset`` (train and test images, channels last,
+with integer labels and class names) from one of three sources:
+
+* ``"cifar10"``: CIFAR-10 through ``keras.datasets`` (downloads it once);
+* ``"digits"``: scikit-learn's bundled 8×8 handwritten digits, no internet needed;
+* a folder or a ``.zip`` path holding ``train/<class>/`` and ``test/<class>/``
+  image folders (the zip may also hold them inside one top-level folder).
+
+``check_source(source)`` validates a source cheaply, without decoding images.
+Bad sources raise ``DataError``, whose message says what is wrong and what is
+allowed. Keras is imported only for CIFAR-10, scikit-learn only for digits.
+"""
+
+import io
+import os
+import zipfile
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import zip_longest
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BUILT_IN = ("cifar10", "digits")
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+SPLITS = ("train", "test")
+EXPECTED_LAYOUT = "expected train/<class>/ and test/<class>/ image folders"
+ALLOWED_SOURCES = (
+    "cifar10, digits, or a folder/.zip path holding train/<class>/ and test/<class>/ images"
+)
+
+
+class DataError(ValueError):
+    """A data source that cannot be loaded; the message says what is allowed."""
+
+
+class MixedSizesError(DataError):
+    """The images of a folder or zip differ in size and no ``resize_to`` was given."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test images (uint8, N×H×W×3) with int64 labels into ``class_names``."""
+
+    name: str
+    source: str
+    class_names: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    flip: bool  # whether a horizontal flip is a sensible augmentation
+
+
+def check_source(source: str) -> None:
+    """Raise ``DataError`` unless ``source`` names a built-in data set or a
+    folder/.zip with a valid layout. Lists files; decodes no image."""
+    source = os.fspath(source)
+    if source in BUILT_IN:
+        return
+    with _open_tree(source) as tree:
+        _find_layout(tree, source)
+
+
+def load(source: str, subset: int | None = None, resize_to: int | None = None) -> Dataset:
+    """Load ``source`` ("cifar10", "digits", or a folder/.zip path).
+
+    ``subset=N`` keeps the first N training and the first N test images (in a
+    folder or zip, classes take turns, so the first N are balanced). ``resize_to=S``
+    resizes every image to S×S; it is required for a folder whose images differ
+    in size.
+    """
+    source = os.fspath(source)
+    _check_positive("subset", subset)
+    _check_positive("resize_to", resize_to)
+    if source == "cifar10":
+        return _resized(_load_cifar10(subset), resize_to)
+    if source == "digits":
+        return _resized(_load_digits(subset), resize_to)
+    return _load_image_folders(source, subset, resize_to)
+
+
+def _check_positive(name, value):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{name} must be a whole number >= 1 or None, got {value!r}")
+
+
+# --- Built-in data sets -------------------------------------------------------
+
+
+def _load_cifar10(subset):
+    try:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"CIFAR-10 could not be downloaded ({type(error).__name__}: {reason}). "
+            "Alternatives: --data digits (scikit-learn's bundled 8×8 digits, no internet "
+            "needed), or --data PATH to a folder or .zip holding train/<class>/ and "
+            "test/<class>/ images (for example CIFAR-10 as JPEGs)."
+        ) from error
+    return Dataset(
+        name="cifar10",
+        source="keras.datasets.cifar10",
+        class_names=CIFAR10_CLASSES,
+        x_train=_channels_last(x_train[:subset]),
+        y_train=np.asarray(y_train[:subset], dtype=np.int64).reshape(-1),
+        x_test=_channels_last(x_test[:subset]),
+        y_test=np.asarray(y_test[:subset], dtype=np.int64).reshape(-1),
+        flip=True,
+    )
+
+
+def _channels_last(images):
+    """A copy in N×H×W×3 order (Keras gives N×3×H×W under image_data_format
+    'channels_first')."""
+    if images.shape[-1] != 3 and images.shape[1] == 3:
+        images = images.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images, dtype=np.uint8).copy()
+
+
+def _load_digits(subset):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    gray = np.round(digits.images * 255 / 16).astype(np.uint8)  # 0–16 → 0–255
+    rgb = np.repeat(gray[..., np.newaxis], 3, axis=-1)
+    x_train, x_test, y_train, y_test = train_test_split(
+        rgb, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+    )
+    return Dataset(
+        name="digits",
+        source="scikit-learn load_digits",
+        class_names=tuple(str(d) for d in range(10)),
+        x_train=x_train[:subset],
+        y_train=y_train[:subset].astype(np.int64),
+        x_test=x_test[:subset],
+        y_test=y_test[:subset].astype(np.int64),
+        flip=False,  # a mirrored digit is a different symbol (or none)
+    )
+
+
+def _resized(dataset, size):
+    if size is None or dataset.x_train.shape[1:3] == (size, size):
+        return dataset
+    x_train, x_test = _resize_all(dataset.x_train, size), _resize_all(dataset.x_test, size)
+    return replace(dataset, x_train=x_train, x_test=x_test)
+
+
+def _resize_all(images, size):
+    return np.stack([np.asarray(_resize(Image.fromarray(image), size)) for image in images])
+
+
+def _resize(image, size):
+    return image.resize((size, size), Image.Resampling.BILINEAR)
+
+
+# --- Folders and zips of images ---------------------------------------------
+
+
+class _FolderTree:
+    """Files below a folder, addressed by '/'-separated relative paths."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def list(self, folder):
+        """Visible sub-folders and files of ``folder``, each sorted by name."""
+        try:
+            entries = [e for e in os.scandir(self.full_path(folder)) if _visible(e.name)]
+        except OSError as error:
+            raise DataError(f"cannot list {self.full_path(folder)}: {error}") from error
+        folders = sorted(e.name for e in entries if e.is_dir())
+        files = sorted(e.name for e in entries if e.is_file())
+        return folders, files
+
+    def read(self, path):
+        with open(self.full_path(path), "rb") as file:
+            return file.read()
+
+    def full_path(self, path):
+        return os.path.join(self.path, *path.split("/"))
+
+    def close(self):
+        pass
+
+
+class _ZipTree:
+    """Members of a zip file, addressed like ``_FolderTree``; nothing is extracted."""
+
+    def __init__(self, path):
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(f"{path} is not a readable .zip file ({error})") from error
+        self.members = {}  # file path -> ZipInfo
+        self.children = {}  # folder path -> (sub-folder names, file names)
+        for info in self.zip.infolist():
+            self._add(info)
+
+    def _add(self, info):
+        parts = [p for p in info.filename.split("/") if p]
+        if not parts or not all(_visible(p) for p in parts):
+            return
+        for depth in range(len(parts)):
+            folders, files = self.children.setdefault("/".join(parts[:depth]), (set(), set()))
+            if depth < len(parts) - 1 or info.is_dir():
+                folders.add(parts[depth])
+            else:
+                files.add(parts[depth])
+                self.members["/".join(parts)] = info
+
+    def list(self, folder):
+        folders, files = self.children.get(folder, ((), ()))
+        return sorted(folders), sorted(files)
+
+    def read(self, path):
+        return self.zip.read(self.members[path])
+
+    def close(self):
+        self.zip.close()
+
+
+@contextmanager
+def _open_tree(source):
+    """``with _open_tree(source) as tree``: a folder or a .zip, else DataError."""
+    if not os.path.exists(source):
+        raise DataError(f"{source!r} is not an existing file or folder; allowed: {ALLOWED_SOURCES}")
+    if os.path.isdir(source):
+        tree = _FolderTree(source)
+    elif source.lower().endswith(".zip"):
+        tree = _ZipTree(source)
+    else:
+        raise DataError(f"{source} is neither a folder nor a .zip file; allowed: {ALLOWED_SOURCES}")
+    try:
+        yield tree
+    finally:
+        tree.close()
+
+
+def _visible(name):
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def _join(*parts):
+    return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    class_names: tuple[str, ...]
+    files: dict  # split -> one sorted list of file paths per class
+
+
+def _find_layout(tree, source):
+    """Class names and image paths of both splits, or DataError saying what is off."""
+    root = _find_root(tree)
+    where = f"{source} (inside {root}/)" if root else source
+    split_folders = tree.list(root)[0]
+    for split in SPLITS:
+        if split not in split_folders:
+            raise DataError(f"{where} has no {split}/ folder; {EXPECTED_LAYOUT}")
+    classes = {split: tree.list(_join(root, split))[0] for split in SPLITS}
+    if not classes["train"]:
+        raise DataError(f"{where}: train/ has no class sub-folders; {EXPECTED_LAYOUT}")
+    if classes["train"] != classes["test"]:
+        raise DataError(_class_mismatch(where, *map(set, classes.values())))
+    files = {
+        split: [_image_files(tree, where, root, split, name) for name in classes["train"]]
+        for split in SPLITS
+    }
+    return _Layout(tuple(classes["train"]), files)
+
+
+def _find_root(tree):
+    """'' when train/ or test/ sit at the top, else the one top-level folder holding them."""
+    top = tree.list("")[0]
+    if len(top) == 1 and not set(SPLITS) & set(top):
+        if set(SPLITS) & set(tree.list(top[0])[0]):
+            return top[0]
+    return ""
+
+
+def _class_mismatch(where, train, test):
+    return (
+        f"{where}: train/ and test/ hold different class folders "
+        f"(only in train/: {sorted(train - test)}; only in test/: {sorted(test - train)}); "
+        "both need the same class sub-folders"
+    )
+
+
+def _image_files(tree, where, root, split, class_name):
+    folder = _join(root, split, class_name)
+    names = [n for n in tree.list(folder)[1] if n.lower().endswith(IMAGE_EXTENSIONS)]
+    if not names:
+        raise DataError(
+            f"{where}: {split}/{class_name}/ has no image files "
+            f"({', '.join(IMAGE_EXTENSIONS)}); "
+            "every class needs at least one image in train/ and in test/"
+        )
+    return [_join(folder, name) for name in names]
+
+
+def _round_robin(files_per_class):
+    """(path, label) pairs: the first file of each class, then the second of each, …"""
+    labelled = [[(path, label) for path in files] for label, files in enumerate(files_per_class)]
+    ranks = zip_longest(*labelled)
+    return [item for rank in ranks for item in rank if item is not None]
+
+
+def _load_image_folders(source, subset, resize_to):
+    with _open_tree(source) as tree:
+        layout = _find_layout(tree, source)
+        images = _ImageReader(tree, source, resize_to)
+        splits = {}
+        for split in SPLITS:
+            items = _round_robin(layout.files[split])[:subset]
+            labels = np.array([label for _, label in items], dtype=np.int64)
+            splits[split] = images.read_all([path for path, _ in items]), labels
+    path = Path(source)
+    return Dataset(
+        name=path.stem if path.is_file() else path.resolve().name,
+        source=source,
+        class_names=layout.class_names,
+        x_train=splits["train"][0],
+        y_train=splits["train"][1],
+        x_test=splits["test"][0],
+        y_test=splits["test"][1],
+        flip=True,
+    )
+
+
+# What PIL and zipfile raise on a damaged, truncated, encrypted or oversized file.
+_UNREADABLE = (
+    OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error,
+    NotImplementedError, RuntimeError, Image.DecompressionBombError,
+)  # fmt: skip
+
+
+class _ImageReader:
+    """Decodes images into one array; every image must match the first one's
+    size unless ``resize_to`` is given."""
+
+    def __init__(self, tree, source, resize_to):
+        self.tree, self.source, self.resize_to = tree, source, resize_to
+        self.first = None  # (path, (width, height)) of the first image read
+
+    def read_all(self, paths):
+        array = None
+        for i, path in enumerate(paths):
+            image = self.read(path)
+            if array is None:
+                array = np.empty((len(paths), image.height, image.width, 3), dtype=np.uint8)
+            array[i] = np.asarray(image)
+        return array
+
+    def read(self, path):
+        image = self.decode(path)
+        if self.resize_to is not None:
+            image = _resize(image, self.resize_to)
+        if self.first is None:
+            self.first = path, image.size
+        elif image.size != self.first[1]:
+            raise MixedSizesError(self.size_mismatch(path, image.size))
+        return image
+
+    def decode(self, path):
+        try:
+            with Image.open(io.BytesIO(self.tree.read(path))) as image:
+                return image.convert("RGB")
+        except _UNREADABLE as error:
+            raise DataError(
+                f"{self.source}: cannot read image {path} ({type(error).__name__}: {error}); "
+                "remove or replace the file"
+            ) from error
+
+    def size_mismatch(self, path, size):
+        (first_path, (w0, h0)), (w, h) = self.first, size
+        return (
+            f"{self.source}: images differ in size "
+            f"({first_path} is {w0}×{h0}, {path} is {w}×{h}); "
+            "pass resize_to=S to resize every image to S×S"
+        )

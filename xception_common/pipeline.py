@@ -1,0 +1,56 @@
+"""The order and augmentation of every training epoch, drawn once in NumPy.
+
+Both frameworks read the same plan: which images go into each batch, where
+each one is cropped after padding, and whether it is flipped. So the Keras and
+the PyTorch model see the same data stream, and a resumed run sees exactly the
+epochs an uninterrupted run would have seen (the plan depends only on the seed
+and the epoch). Each framework then applies the plan with its own ops, on the
+device, and resizes and scales the batch there:
+
+    uint8 image → zero-pad, random crop, flip → resize to image_size → [-1, 1]
+
+The scaling is Keras' Xception preprocessing (``x / 127.5 - 1``).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    order: np.ndarray  # (steps, batch) image indices
+    rows: np.ndarray  # (steps, batch) top of the crop in the padded image
+    cols: np.ndarray  # (steps, batch) left of the crop
+    flips: np.ndarray  # (steps, batch) bool
+
+    @property
+    def steps(self) -> int:
+        return len(self.order)
+
+
+def crop_padding(native_size: int) -> int:
+    """Pixels of zero padding before the random crop: 4 for CIFAR's 32×32,
+    1 for the 8×8 digits."""
+    return max(1, native_size // 8)
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Full batches only: the last partial batch of an epoch is dropped."""
+    return num_images // batch_size
+
+
+def epoch_plan(num_images: int, batch_size: int, padding: int, flip: bool, seed: int, epoch: int) -> EpochPlan:
+    steps = steps_per_epoch(num_images, batch_size)
+    if steps == 0:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {num_images} training images; "
+            f"use a batch size of at most {num_images}"
+        )
+    rng = np.random.default_rng([seed, epoch])
+    shape = (steps, batch_size)
+    order = rng.permutation(num_images)[: steps * batch_size].reshape(shape)
+    rows = rng.integers(0, 2 * padding + 1, size=shape)
+    cols = rng.integers(0, 2 * padding + 1, size=shape)
+    flips = rng.random(shape) < 0.5 if flip else np.zeros(shape, dtype=bool)
+    return EpochPlan(order, rows, cols, flips)

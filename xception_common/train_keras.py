@@ -1,0 +1,186 @@
+"""Training the Keras Xception with the paper's recipe.
+
+Keras' own pieces do the work: ``SGD(use_ema=True)`` keeps the Polyak
+average, ``ExponentialDecay(staircase=True)`` the schedule, kernel
+regularizers the weight decay, ``ModelCheckpoint`` saves model and optimizer
+after every epoch, and ``fit`` shows its progress bar. A ``tf.data`` pipeline
+applies the shared epoch plan (``pipeline``) on the fly.
+"""
+
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from . import recipe  # noqa: E402
+from .keras_xception import build_xception  # noqa: E402
+from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
+
+CHECKPOINT = "checkpoint.keras"
+
+
+def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.ExponentialDecay:
+    """× 0.94 every 2 epochs, counted in optimizer steps of ``steps`` per epoch."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        recipe.INITIAL_LEARNING_RATE,
+        decay_steps=recipe.EPOCHS_PER_DECAY * steps,
+        decay_rate=recipe.LEARNING_RATE_DECAY,
+        staircase=True,
+    )
+
+
+def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY) -> keras.optimizers.SGD:
+    return keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(steps),
+        momentum=recipe.MOMENTUM,
+        use_ema=True,
+        ema_momentum=ema_decay,
+    )
+
+
+def to_model_input(images, image_size: int):
+    """uint8 NHWC → float in [-1, 1] at ``image_size`` (bilinear)."""
+    x = tf.cast(images, tf.float32)
+    if images.shape[1] != image_size or images.shape[2] != image_size:
+        x = tf.image.resize(x, (image_size, image_size), method="bilinear")
+    return x / 127.5 - 1.0
+
+
+def augment(images, rows, cols, flips, padding: int):
+    """Zero-pad a uint8 NHWC batch, crop each image at its own offset, and
+    mirror the flagged ones."""
+    height, width = images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    y = rows[:, None] + tf.range(height, dtype=rows.dtype)
+    x = cols[:, None] + tf.range(width, dtype=cols.dtype)
+    cropped = tf.gather(tf.gather(padded, y, axis=1, batch_dims=1), x, axis=2, batch_dims=1)
+    return tf.where(flips[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+def train_dataset(dataset, config, first_epoch: int) -> tf.data.Dataset:
+    """Every remaining epoch's batches, in the order the plan gives them."""
+    padding = crop_padding(dataset.x_train.shape[1])
+    plans = [
+        epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
+        for epoch in range(first_epoch, config.epochs)
+    ]
+    columns = [np.concatenate([getattr(p, name) for p in plans]) for name in ("order", "rows", "cols", "flips")]
+    images, labels = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
+
+    def batch(order, rows, cols, flips):
+        crops = augment(tf.gather(images, order), rows, cols, flips, padding)
+        return to_model_input(crops, config.image_size), tf.gather(labels, order)
+
+    return tf.data.Dataset.from_tensor_slices(tuple(columns)).map(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def test_dataset(dataset, config) -> tf.data.Dataset:
+    return (
+        tf.data.Dataset.from_tensor_slices((dataset.x_test, dataset.y_test))
+        .batch(config.batch_size)
+        .map(lambda x, y: (to_model_input(x, config.image_size), y))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
+    keras.utils.set_random_seed(config.seed)
+    if gpu:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if gpu_supports_bfloat16() else "mixed_float16")
+    model = build_xception(
+        len(dataset.class_names),
+        (config.image_size, config.image_size, 3),
+        dropout=recipe.DROPOUT,
+        classifier_activation=None,
+        weight_decay=recipe.WEIGHT_DECAY,
+    )
+    model.compile(
+        optimizer=make_optimizer(steps, config.ema_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=gpu,
+    )
+    return model
+
+
+def gpu_supports_bfloat16() -> bool:
+    """bfloat16 runs natively from compute capability 8.0 (Ampere) on."""
+    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    return details.get("compute_capability", (0, 0)) >= (8, 0)
+
+
+class EpochBookkeeping(keras.callbacks.Callback):
+    """Per epoch: seeds dropout from (seed, epoch), so that a resumed run draws
+    the masks an uninterrupted one would; then adds ``lr``, ``seconds`` and
+    ``val_accuracy_ema``, the test accuracy with the optimizer's Polyak
+    averages swapped in (the live weights are put back afterwards)."""
+
+    def __init__(self, test_data, seed: int, steps: int):
+        super().__init__()
+        self.test_data, self.seed, self.steps = test_data, seed, steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Dropout):
+                layer.seed_generator.state.assign(np.array([self.seed, epoch * self.steps]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        live = [variable.numpy() for variable in self.model.trainable_variables]
+        self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
+        averaged = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        for variable, value in zip(self.model.trainable_variables, live):
+            variable.assign(value)
+        logs["val_accuracy_ema"] = averaged["accuracy"]
+        logs["lr"] = self.learning_rate
+        logs["seconds"] = time.perf_counter() - self.started
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Hands each finished epoch's record on, after the checkpoint is saved."""
+
+    KEYS = ("lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
+
+    def __init__(self, on_epoch_end):
+        super().__init__()
+        self.report = on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.report({"epoch": epoch, **{key: float(logs[key]) for key in self.KEYS}})
+
+
+def fit(config, dataset, out: Path | None, on_epoch_end, progress=True, device=None) -> None:
+    """Train to ``config.epochs``, resuming from ``out`` when it holds a
+    checkpoint; ``on_epoch_end(record)`` follows each saved epoch."""
+    gpu = bool(tf.config.list_physical_devices("GPU")) and device != "cpu"
+    steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
+    checkpoint = out / CHECKPOINT if out else None
+    if checkpoint and checkpoint.exists():
+        model = keras.saving.load_model(checkpoint)
+    else:
+        model = build_model(dataset, config, steps, gpu)
+    first_epoch = int(model.optimizer.iterations.numpy()) // steps
+    if first_epoch >= config.epochs:
+        return
+    test_data = test_dataset(dataset, config)
+    callbacks = [EpochBookkeeping(test_data, config.seed, steps)]
+    if checkpoint:
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoint)))
+    callbacks.append(HistoryRecorder(on_epoch_end))
+    model.fit(
+        train_dataset(dataset, config, first_epoch),
+        epochs=config.epochs,
+        initial_epoch=first_epoch,
+        steps_per_epoch=steps,
+        validation_data=test_data,
+        callbacks=callbacks,
+        shuffle=False,  # the epoch plan has shuffled already
+        verbose=1 if progress else 0,
+    )

@@ -1,0 +1,214 @@
+"""Training the PyTorch Xception with the paper's recipe.
+
+The data stay on the device as uint8 tensors; each batch is gathered, cropped,
+flipped, resized and scaled there, so a GPU never waits for a loader. On a GPU
+the model runs in mixed precision with channels-last memory (bfloat16 where
+the GPU supports it, else float16 with gradient scaling); on a CPU in float32.
+"""
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from . import recipe
+from .pipeline import crop_padding, epoch_plan
+from .torch_xception import Xception
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on convolution and dense kernels only
+    (the parameters with more than one dimension), as in Keras."""
+    kernels = [p for p in model.parameters() if p.ndim > 1]
+    others = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
+        lr=recipe.INITIAL_LEARNING_RATE,
+        momentum=recipe.MOMENTUM,
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.StepLR:
+    """× 0.94 every 2 epochs; call ``step()`` once at the end of each epoch."""
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=recipe.EPOCHS_PER_DECAY, gamma=recipe.LEARNING_RATE_DECAY
+    )
+
+
+def l2_penalty(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> torch.Tensor:
+    """The loss term whose gradient SGD's ``weight_decay`` adds: reported
+    with the loss, as Keras reports its regularization losses."""
+    return weight_decay / 2 * sum(p.float().pow(2).sum() for p in model.parameters() if p.ndim > 1)
+
+
+def augment(images: torch.Tensor, rows, cols, flips, padding: int) -> torch.Tensor:
+    """Zero-pad a uint8 NCHW batch, crop each image back to its size at its
+    own offset, and mirror the flagged ones."""
+    n, _, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    device = images.device
+    y = torch.as_tensor(rows, device=device)[:, None] + torch.arange(height, device=device)
+    x = torch.as_tensor(cols, device=device)[:, None] + torch.arange(width, device=device)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
+    cropped = padded[batch, channel, y[:, None, :, None], x[:, None, None, :]]
+    flips = torch.as_tensor(flips, device=device)[:, None, None, None]
+    return torch.where(flips, cropped.flip(-1), cropped)
+
+
+def to_model_input(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 NCHW → float in [-1, 1] at ``image_size`` (bilinear)."""
+    x = images.float()
+    if x.shape[-1] != image_size or x.shape[-2] != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return x / 127.5 - 1.0
+
+
+class Trainer:
+    """One training run: model, optimizer, schedule, averaged weights, data."""
+
+    def __init__(self, dataset, config, device=None, progress=True):
+        self.config = config
+        self.device = torch.device(device) if device else default_device()
+        self.progress = progress
+        self.dataset = dataset
+        self.gpu = self.device.type == "cuda"
+        self.autocast_dtype = torch.bfloat16 if self.gpu and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.gpu and self.autocast_dtype == torch.float16)
+        torch.manual_seed(config.seed)
+        self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT).to(self.device)
+        if self.gpu:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.optimizer = make_optimizer(self.model)
+        self.scheduler = make_scheduler(self.optimizer)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.train_images, self.train_labels = self._to_device(dataset.x_train, dataset.y_train)
+        self.test_images, self.test_labels = self._to_device(dataset.x_test, dataset.y_test)
+        self.padding = crop_padding(dataset.x_train.shape[1])
+        self.epochs_done = 0
+
+    def _to_device(self, images, labels):
+        images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
+        return images, torch.from_numpy(labels).long().to(self.device)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.gpu)
+
+    def _prepare(self, images):
+        x = to_model_input(images, self.config.image_size)
+        return x.contiguous(memory_format=torch.channels_last) if self.gpu else x
+
+    def train_epoch(self) -> tuple[float, float]:
+        """One epoch of SGD; returns the mean training loss and accuracy."""
+        c = self.config
+        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed, self.epochs_done)
+        self.model.train()
+        losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        steps = tqdm(range(plan.steps), desc=f"epoch {self.epochs_done + 1}", disable=not self.progress, leave=False)
+        for step in steps:
+            index = torch.as_tensor(plan.order[step], device=self.device)
+            images = augment(self.train_images[index], plan.rows[step], plan.cols[step], plan.flips[step], self.padding)
+            labels = self.train_labels[index]
+            with self._autocast():
+                logits = self.model(self._prepare(images))
+                loss = F.cross_entropy(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.ema.update_parameters(self.model)
+            with torch.no_grad():
+                losses += loss.detach() + l2_penalty(self.model)
+                correct += (logits.argmax(1) == labels).float().mean()
+        self.scheduler.step()
+        self.epochs_done += 1
+        return (losses / plan.steps).item(), (correct / plan.steps).item()
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> tuple[float, float]:
+        """Loss (with the L2 term) and accuracy on the whole test split."""
+        model.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(self.test_labels), self.config.batch_size):
+            images = self.test_images[start : start + self.config.batch_size]
+            labels = self.test_labels[start : start + self.config.batch_size]
+            with self._autocast():
+                logits = model(self._prepare(images)).float()
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+        n = len(self.test_labels)
+        return total_loss / n + l2_penalty(model).item(), correct / n
+
+    def evaluate_averaged(self) -> float:
+        """Accuracy of the Polyak-averaged weights, with the live model's BN
+        statistics (only trainable weights are averaged, as in Keras)."""
+        for averaged, live in zip(self.ema.module.buffers(), self.model.buffers()):
+            averaged.copy_(live)
+        return self.evaluate(self.ema.module)[1]
+
+    def run_epoch(self) -> dict:
+        epoch = self.epochs_done
+        learning_rate = self.scheduler.get_last_lr()[0]
+        start = time.perf_counter()
+        loss, accuracy = self.train_epoch()
+        val_loss, val_accuracy = self.evaluate(self.model)
+        val_accuracy_ema = self.evaluate_averaged()
+        if self.gpu:
+            torch.cuda.synchronize()
+        return {
+            "epoch": epoch, "lr": learning_rate, "loss": loss, "accuracy": accuracy,
+            "val_loss": val_loss, "val_accuracy": val_accuracy,
+            "val_accuracy_ema": val_accuracy_ema, "seconds": time.perf_counter() - start,
+        }
+
+    def state_dict(self) -> dict:
+        state = {
+            "epochs_done": self.epochs_done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict(),
+            "rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict(),
+        }
+        if self.gpu:
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.ema.load_state_dict(state["ema"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        if self.gpu and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epochs_done = state["epochs_done"]
+
+
+def fit(config, dataset, out: Path | None, on_epoch_end, progress=True, device=None) -> None:
+    """Train to ``config.epochs``, resuming from ``out`` when it holds a
+    checkpoint; ``on_epoch_end(record)`` follows each saved epoch."""
+    trainer = Trainer(dataset, config, device=device, progress=progress)
+    checkpoint = out / CHECKPOINT if out else None
+    if checkpoint and checkpoint.exists():
+        trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device, weights_only=True))
+    while trainer.epochs_done < config.epochs:
+        record = trainer.run_epoch()
+        if checkpoint:
+            partial = checkpoint.with_suffix(".tmp")
+            torch.save(trainer.state_dict(), partial)
+            partial.replace(checkpoint)
+        on_epoch_end(record)
