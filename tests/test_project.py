@@ -45,6 +45,12 @@ def test_every_notebook_opens_with_title_badge_and_setup():
         assert other_urls <= {f"github.com/{owner_repo}"}, f"{path.name}: {other_urls}"
 
 
+def test_readme_installs_from_the_repository_address():
+    readme = (ROOT / "README.md").read_text()
+    addresses = set(re.findall(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)", readme))
+    assert addresses == {repository_url()}
+
+
 def test_readme_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in notebooks():

@@ -192,3 +192,16 @@ def test_resume_with_other_options_is_refused(image_folder, tmp_path, capsys):
         main(base[:-4] + ["--batch-size", "4", "--out", str(out), "--epochs", "2", "--resume"])
     assert "batch_size=2 (now 4)" in capsys.readouterr().err
     assert json.loads((out / "history.json").read_text()) == history
+
+
+def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from xception_common import data
+
+    def no_internet(source, subset=None, resize_to=None):
+        raise data.DataError("CIFAR-10 could not be downloaded (no network). Alternatives: --data digits")
+
+    monkeypatch.setattr(data, "load", no_internet)
+    code = main(["--framework", "keras", "--data", "cifar10", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "CIFAR-10 could not be downloaded" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,12 @@ environment can use its half:
 * ``architecture``: the network of Figure 5, described once for both builders;
 * ``keras_xception.build_xception``: the Keras 3 functional model;
 * ``torch_xception.Xception``: the PyTorch ``nn.Module``;
-* ``convert.keras_to_torch`` / ``convert.torch_to_keras``: weight transfer.
+* ``convert.keras_to_torch`` / ``convert.torch_to_keras``: weight transfer;
+* ``costs``: parameters and multiply-adds per layer in both frameworks;
+* ``recipe``, ``data``, ``pipeline``, ``train`` (with ``train_keras`` and
+  ``train_torch``): training with the paper's schedule;
+* ``bench``: training and inference speed against the reference implementations;
+* ``notebook``, ``plots``, ``diagrams``: what the notebooks display.
 """
 
 __version__ = "0.1.0"

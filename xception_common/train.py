@@ -162,8 +162,14 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
 
 
 def main(argv=None) -> int:
+    from .data import DataError
+
     config, out, resume = parse_args(argv)
-    history = train(config, out, resume=resume)
+    try:
+        history = train(config, out, resume=resume)
+    except DataError as error:  # found only on loading, e.g. no internet for cifar10
+        print(f"python -m xception_common.train: error: {error}", file=sys.stderr)
+        return 2
     last = history[-1]
     print(
         f"{config.framework}: {len(history)} epochs in {out}; test accuracy {last['val_accuracy']:.4f}, "
