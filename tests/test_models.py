@@ -136,3 +136,21 @@ def test_flow_of_names_every_layer(keras_model):
     assert flows == {"entry_flow", "middle_flow", "exit_flow", "head"}
     with pytest.raises(ValueError, match="block name"):
         arch.flow_of("conv2d_3")
+
+
+def test_in_place_relus_leave_inputs_and_gradients_intact():
+    """In-place ReLUs are used only where no shortcut needs the tensor."""
+    model = Xception(num_classes=5).train()
+    x = torch.randn(2, 3, 71, 71, requires_grad=True)
+    before = x.detach().clone()
+    model(x).sum().backward()
+    assert torch.equal(x.detach(), before)
+
+    reference = Xception(num_classes=5).train()
+    reference.load_state_dict(model.state_dict())
+    for module in reference.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    x_ref = before.clone().requires_grad_(True)
+    reference(x_ref).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-7)

@@ -69,6 +69,7 @@ def plot_histories(histories: dict[str, list[dict]], title: str = ""):
         accuracy_axis.plot(epochs, [r["val_accuracy_ema"] for r in history], ":", color=color,
                            label=f"{name} test, averaged")
         lr_axis.plot(epochs, [r["lr"] for r in history], "o-", color=color, label=name, alpha=0.7)
+    loss_axis.set_yscale("log")  # early test losses can be orders of magnitude above the rest
     for axis, label in ((loss_axis, "loss"), (accuracy_axis, "accuracy"), (lr_axis, "learning rate")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)

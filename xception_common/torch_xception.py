@@ -55,14 +55,17 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, 
 
 
 class ReLUSeparableBN(nn.Sequential):
-    """[ReLU] → separable conv → BN, the unit of the entry and middle flows."""
+    """[ReLU] → separable conv → BN, the unit of the entry and middle flows.
 
-    def __init__(self, in_channels: int, out_channels: int, relu: bool = True):
+    The first unit of a module must not apply its ReLU in place: the module's
+    input is also its shortcut.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, relu: bool = True, inplace: bool = True):
         super().__init__(
             OrderedDict(
                 [
-                    # Not in place: the module's input is also its shortcut.
-                    *([("act", nn.ReLU())] if relu else []),
+                    *([("act", nn.ReLU(inplace=inplace))] if relu else []),
                     ("conv", SeparableConv2d(in_channels, out_channels)),
                     ("bn", batch_norm(out_channels)),
                 ]
@@ -91,13 +94,15 @@ class ResidualModule(nn.Module):
     def __init__(self, in_channels: int, module: arch.ResidualModule):
         super().__init__()
         first, second = module.filters
-        self.sepconv1 = ReLUSeparableBN(in_channels, first, relu=module.start_with_relu)
+        self.sepconv1 = ReLUSeparableBN(in_channels, first, relu=module.start_with_relu, inplace=False)
         self.sepconv2 = ReLUSeparableBN(first, second)
         self.pool = MaxPoolSame()
         self.shortcut = conv_bn(in_channels, second, 1, stride=2)
 
     def forward(self, x):
-        return self.pool(self.sepconv2(self.sepconv1(x))) + self.shortcut(x)
+        out = self.pool(self.sepconv2(self.sepconv1(x)))
+        out += self.shortcut(x)
+        return out
 
 
 class MiddleModule(nn.Sequential):
@@ -106,13 +111,15 @@ class MiddleModule(nn.Sequential):
     def __init__(self, module: arch.MiddleModule):
         super().__init__(
             OrderedDict(
-                (f"sepconv{i}", ReLUSeparableBN(module.filters, module.filters))
+                (f"sepconv{i}", ReLUSeparableBN(module.filters, module.filters, inplace=i > 1))
                 for i in range(1, module.convs + 1)
             )
         )
 
     def forward(self, x):
-        return super().forward(x) + x
+        out = super().forward(x)
+        out += x
+        return out
 
 
 class ExitConv(nn.Sequential):
