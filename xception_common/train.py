@@ -23,7 +23,7 @@ from . import recipe
 FRAMEWORKS = ("keras", "torch")
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 64
-CHECKPOINTS = ("checkpoint.pt", "checkpoint.keras")
+CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,14 @@ def write_json(path: Path, value) -> None:
 def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     """Refuse to overwrite a run, or to resume one that is not there or was
     started with other options."""
-    holds_run = out.is_dir() and any((out / name).exists() for name in ("history.json", "config.json", *CHECKPOINTS))
+    holds_run = out.is_dir() and any((out / name).exists() for name in ("history.json", "config.json", *CHECKPOINTS.values()))
     if not resume:
         if holds_run:
             raise RunError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
         if out.exists() and not out.is_dir():
             raise RunError(f"{out} exists and is not a folder")
         return
-    checkpoint = out / ("checkpoint.pt" if config.framework == "torch" else "checkpoint.keras")
+    checkpoint = out / CHECKPOINTS[config.framework]
     if not checkpoint.exists() or not (out / "config.json").exists():
         raise RunError(f"nothing to resume: {out} has no {checkpoint.name} and config.json from an earlier run")
     saved = json.loads((out / "config.json").read_text())
@@ -128,7 +128,8 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
         from . import train_torch as framework
     else:
         from . import train_keras as framework
-    framework.fit(config, dataset, out, on_epoch_end, progress=progress, device=device)
+    checkpoint = out / CHECKPOINTS[config.framework] if out is not None else None
+    framework.fit(config, dataset, checkpoint, on_epoch_end, progress=progress, device=device)
     return history
 
 

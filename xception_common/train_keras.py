@@ -22,9 +22,6 @@ from . import recipe  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 
-CHECKPOINT = "checkpoint.keras"
-
-
 def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.ExponentialDecay:
     """× 0.94 every 2 epochs, counted in optimizer steps of ``steps`` per epoch."""
     return keras.optimizers.schedules.ExponentialDecay(
@@ -156,12 +153,11 @@ class HistoryRecorder(keras.callbacks.Callback):
         self.report({"epoch": epoch, **{key: float(logs[key]) for key in self.KEYS}})
 
 
-def fit(config, dataset, out: Path | None, on_epoch_end, progress=True, device=None) -> None:
-    """Train to ``config.epochs``, resuming from ``out`` when it holds a
-    checkpoint; ``on_epoch_end(record)`` follows each saved epoch."""
+def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, device=None) -> None:
+    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists
+    and saving it after every epoch; ``on_epoch_end(record)`` follows each save."""
     gpu = bool(tf.config.list_physical_devices("GPU")) and device != "cpu"
     steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
-    checkpoint = out / CHECKPOINT if out else None
     if checkpoint and checkpoint.exists():
         model = keras.saving.load_model(checkpoint)
     else:

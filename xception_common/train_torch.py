@@ -19,9 +19,6 @@ from . import recipe
 from .pipeline import crop_padding, epoch_plan
 from .torch_xception import Xception
 
-CHECKPOINT = "checkpoint.pt"
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -198,11 +195,10 @@ class Trainer:
         self.epochs_done = state["epochs_done"]
 
 
-def fit(config, dataset, out: Path | None, on_epoch_end, progress=True, device=None) -> None:
-    """Train to ``config.epochs``, resuming from ``out`` when it holds a
-    checkpoint; ``on_epoch_end(record)`` follows each saved epoch."""
+def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, device=None) -> None:
+    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists
+    and saving it after every epoch; ``on_epoch_end(record)`` follows each save."""
     trainer = Trainer(dataset, config, device=device, progress=progress)
-    checkpoint = out / CHECKPOINT if out else None
     if checkpoint and checkpoint.exists():
         trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device, weights_only=True))
     while trainer.epochs_done < config.epochs:
