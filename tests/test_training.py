@@ -9,7 +9,7 @@ import torch
 from xception_common import recipe, train_keras, train_torch
 from xception_common.data import Dataset
 from xception_common.pipeline import crop_padding, epoch_plan
-from xception_common.train import TrainConfig, main, train
+from xception_common.train import CHECKPOINTS, TrainConfig, main, train
 
 # Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
 PAPER_SCHEDULE = [0.045, 0.045, 0.0423, 0.0423, 0.039762, 0.039762, 0.03737628, 0.03737628,
@@ -113,16 +113,76 @@ def without_seconds(history):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_stop_and_resume_equals_an_uninterrupted_run(framework, tmp_path):
+@pytest.mark.parametrize("framework, precision", [("torch", "float32"), ("keras", "float32"), ("keras", "float16")])
+def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, tmp_path):
     dataset = tiny_dataset()
-    whole = train(config(framework, 3), tmp_path / "whole", dataset=dataset, progress=False)
-    train(config(framework, 1), tmp_path / "split", dataset=dataset, progress=False)
-    resumed = train(config(framework, 3), tmp_path / "split", resume=True, dataset=dataset, progress=False)
+    whole = train(config(framework, 3, precision=precision), tmp_path / "whole", dataset=dataset, progress=False)
+    train(config(framework, 1, precision=precision), tmp_path / "split", dataset=dataset, progress=False)
+    resumed = train(config(framework, 3, precision=precision), tmp_path / "split", resume=True, dataset=dataset, progress=False)
     assert without_seconds(resumed) == without_seconds(whole)
     assert resumed[2]["lr"] == pytest.approx(0.0423, rel=1e-6)  # the schedule carried over
     saved = json.loads((tmp_path / "split" / "history.json").read_text())
     assert without_seconds(saved) == without_seconds(whole)
+    # The checkpoint is renamed into place: no partial file is left behind.
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == sorted(
+        ["config.json", "history.json", CHECKPOINTS[framework]])
+
+
+def test_precision_auto_follows_the_device():
+    auto = config("torch", 1)
+    assert auto.compute_dtype(gpu=False, bfloat16_supported=False) == "float32"
+    assert auto.compute_dtype(gpu=True, bfloat16_supported=True) == "bfloat16"
+    assert auto.compute_dtype(gpu=True, bfloat16_supported=False) == "float16"
+    assert config("torch", 1, precision="bfloat16").compute_dtype(gpu=False, bfloat16_supported=False) == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, float16"):
+        config("torch", 1, precision="fp8").check()
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_torch_trains_in_mixed_precision(precision):
+    # The GPU's mixed precision paths, run on the CPU: autocast, and for
+    # float16 a gradient scaler whose scale is saved with the checkpoint.
+    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=precision), progress=False)
+    with trainer._autocast():
+        logits = trainer.model(trainer._prepare(trainer.test_images[:2]))
+    assert logits.dtype == getattr(torch, precision)
+    records = [trainer.run_epoch() for _ in range(2)]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in records)
+    assert records[1]["loss"] < records[0]["loss"]
+    assert (trainer.state_dict()["scaler"] != {}) == (precision == "float16")
+
+
+def test_torch_resume_across_precisions():
+    # "auto" is float32 on a CPU and float16 on an older GPU: a run may move.
+    state = train_torch.Trainer(tiny_dataset(), config("torch", 1), progress=False).state_dict()
+    resumed = train_torch.Trainer(tiny_dataset(), config("torch", 1, precision="float16"), progress=False)
+    resumed.load_state_dict(state)
+    assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == 2.0**16
+
+
+def test_keras_trains_in_mixed_float16(tmp_path):
+    import keras
+
+    history = train(config("keras", 2, precision="float16"), tmp_path, dataset=tiny_dataset(), progress=False)
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in history)
+    assert history[1]["loss"] < history[0]["loss"]
+    model = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    assert model.get_layer("block1_conv1").dtype_policy.name == "mixed_float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+
+
+def test_keras_skipped_float16_steps_keep_the_schedule(monkeypatch, tmp_path):
+    import keras
+
+    # Every step overflows: the loss scaler skips them all and halves its scale.
+    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "check_finite", lambda self, grads: keras.ops.convert_to_tensor(False))
+    history = train(config("keras", 3, precision="float16"), tmp_path, dataset=tiny_dataset(), progress=False)
+    assert [r["lr"] for r in history] == pytest.approx(PAPER_SCHEDULE[:3], rel=1e-6)
+    optimizer = keras.saving.load_model(tmp_path / "checkpoint.keras").optimizer
+    steps = 2  # 16 images in batches of 8
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0**15 / 2 ** (3 * steps)
+    assert int(optimizer.iterations.numpy()) == 3 * steps
 
 
 def test_torch_checkpoint_loads_with_weights_only(tmp_path):
@@ -154,6 +214,7 @@ def image_folder(tmp_path):
         (["--data", "MALFORMED"], "test/"),
         (["--resume"], "nothing to resume"),
         (["--subset", "0"], "subset must be >= 1"),
+        (["--precision", "fp8"], "invalid choice: 'fp8'"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(options, message, image_folder, tmp_path, capsys):

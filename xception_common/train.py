@@ -1,7 +1,8 @@
 """Train either Xception with the paper's recipe, from Python or the command line.
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
-        --epochs N --image-size S --batch-size B [--subset N] [--seed N] --out DIR [--resume]
+        --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P]
+        --out DIR [--resume]
 
 DIR receives ``config.json`` (the options), ``history.json`` (one record per
 finished epoch: epoch, lr, loss, accuracy, val_loss, val_accuracy,
@@ -24,6 +25,8 @@ FRAMEWORKS = ("keras", "torch")
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 64
 CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
+# Mixed precision computes in the named type and keeps float32 weights.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,16 @@ class TrainConfig:
     subset: int | None = None
     seed: int = 0
     ema_decay: float = recipe.EMA_DECAY
+    precision: str = "auto"
+
+    def compute_dtype(self, gpu: bool, bfloat16_supported: bool) -> str:
+        """The precision to train in: ``auto`` means bfloat16 on a GPU that
+        has it, float16 (with loss scaling) on an older GPU, float32 on a CPU."""
+        if self.precision != "auto":
+            return self.precision
+        if not gpu:
+            return "float32"
+        return "bfloat16" if bfloat16_supported else "float16"
 
     def check(self) -> None:
         """Raise ValueError, saying what is allowed, for an impossible option."""
@@ -51,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"subset must be >= 1 images, got {self.subset}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 class RunError(ValueError):
@@ -82,8 +97,8 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     checkpoint = out / CHECKPOINTS[config.framework]
     if not checkpoint.exists() or not (out / "config.json").exists():
         raise RunError(f"nothing to resume: {out} has no {checkpoint.name} and config.json from an earlier run")
-    saved = json.loads((out / "config.json").read_text())
-    differing = [f.name for f in fields(config) if f.name != "epochs" and saved.get(f.name) != getattr(config, f.name)]
+    saved = {f.name: f.default for f in fields(config)} | json.loads((out / "config.json").read_text())
+    differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
         raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
@@ -147,10 +162,16 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--subset", type=int, help="use only the first N training and N test images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY, help=f"Polyak averaging rate (default {recipe.EMA_DECAY})")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="mixed precision to compute in (default auto: bfloat16 on a GPU that has it, "
+                        "else float16 on a GPU, float32 on a CPU)")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
-    config = TrainConfig(args.framework, args.data, args.epochs, args.image_size, args.batch_size, args.subset, args.seed, args.ema_decay)
+    config = TrainConfig(
+        args.framework, args.data, args.epochs, args.image_size, args.batch_size,
+        args.subset, args.seed, args.ema_decay, args.precision,
+    )
     try:
         config.check()
         check_run_dir(config, args.out, args.resume)

@@ -32,13 +32,17 @@ def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.Exponential
     )
 
 
-def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY) -> keras.optimizers.SGD:
-    return keras.optimizers.SGD(
+def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+    """SGD with momentum and Polyak averaging; for float16, wrapped in a
+    ``LossScaleOptimizer`` here rather than by ``compile``, so that the
+    wrapper is saved with the model and a resumed run gets it back."""
+    sgd = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(steps),
         momentum=recipe.MOMENTUM,
         use_ema=True,
         ema_momentum=ema_decay,
     )
+    return keras.optimizers.LossScaleOptimizer(sgd) if loss_scaling else sgd
 
 
 def to_model_input(images, image_size: int):
@@ -87,18 +91,24 @@ def test_dataset(dataset, config) -> tf.data.Dataset:
 
 
 def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
+    """The model, compiled; a mixed precision policy holds only while its
+    layers are made (they keep it)."""
     keras.utils.set_random_seed(config.seed)
-    if gpu:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if gpu_supports_bfloat16() else "mixed_float16")
-    model = build_xception(
-        len(dataset.class_names),
-        (config.image_size, config.image_size, 3),
-        dropout=recipe.DROPOUT,
-        classifier_activation=None,
-        weight_decay=recipe.WEIGHT_DECAY,
-    )
+    precision = config.compute_dtype(gpu, gpu and gpu_supports_bfloat16())
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
+    try:
+        model = build_xception(
+            len(dataset.class_names),
+            (config.image_size, config.image_size, 3),
+            dropout=recipe.DROPOUT,
+            classifier_activation=None,
+            weight_decay=recipe.WEIGHT_DECAY,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model.compile(
-        optimizer=make_optimizer(steps, config.ema_decay),
+        optimizer=make_optimizer(steps, config.ema_decay, loss_scaling=precision == "float16"),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         jit_compile=gpu,
@@ -114,8 +124,8 @@ def gpu_supports_bfloat16() -> bool:
 
 class EpochBookkeeping(keras.callbacks.Callback):
     """Per epoch: seeds dropout from (seed, epoch), so that a resumed run draws
-    the masks an uninterrupted one would; then adds ``lr``, ``seconds`` and
-    ``val_accuracy_ema``, the test accuracy with the optimizer's Polyak
+    the masks an uninterrupted one would; then sets the optimizer's step count
+    to the epochs done and adds ``lr``, ``seconds`` and ``val_accuracy_ema``, the test accuracy with the optimizer's Polyak
     averages swapped in (the live weights are put back afterwards)."""
 
     def __init__(self, test_data, seed: int, steps: int):
@@ -130,6 +140,10 @@ class EpochBookkeeping(keras.callbacks.Callback):
                 layer.seed_generator.state.assign(np.array([self.seed, epoch * self.steps]))
 
     def on_epoch_end(self, epoch, logs=None):
+        # A LossScaleOptimizer skips steps whose float16 gradients overflow,
+        # and skipped steps do not count; counting whole epochs keeps the
+        # schedule and a resumed run on the epoch they are in.
+        self.model.optimizer.iterations.assign((epoch + 1) * self.steps)
         live = [variable.numpy() for variable in self.model.trainable_variables]
         self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         averaged = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
@@ -138,6 +152,19 @@ class EpochBookkeeping(keras.callbacks.Callback):
         logs["val_accuracy_ema"] = averaged["accuracy"]
         logs["lr"] = self.learning_rate
         logs["seconds"] = time.perf_counter() - self.started
+
+
+class ReplacingCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` that saves beside ``path`` and then renames the
+    file into place, so a run stopped while saving keeps its last checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        super().__init__(str(self.path.with_suffix(".tmp.keras")))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        Path(self.filepath).replace(self.path)
 
 
 class HistoryRecorder(keras.callbacks.Callback):
@@ -168,7 +195,7 @@ def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, d
     test_data = test_dataset(dataset, config)
     callbacks = [EpochBookkeeping(test_data, config.seed, steps)]
     if checkpoint:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoint)))
+        callbacks.append(ReplacingCheckpoint(checkpoint))
     callbacks.append(HistoryRecorder(on_epoch_end))
     model.fit(
         train_dataset(dataset, config, first_epoch),

@@ -3,7 +3,8 @@
 The data stay on the device as uint8 tensors; each batch is gathered, cropped,
 flipped, resized and scaled there, so a GPU never waits for a loader. On a GPU
 the model runs in mixed precision with channels-last memory (bfloat16 where
-the GPU supports it, else float16 with gradient scaling); on a CPU in float32.
+the GPU supports it, else float16 with gradient scaling); on a CPU in float32,
+unless the config asks for a mixed precision there too.
 """
 
 import time
@@ -80,8 +81,8 @@ class Trainer:
         self.progress = progress
         self.dataset = dataset
         self.gpu = self.device.type == "cuda"
-        self.autocast_dtype = torch.bfloat16 if self.gpu and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.gpu and self.autocast_dtype == torch.float16)
+        self.precision = config.compute_dtype(self.gpu, self.gpu and torch.cuda.is_bf16_supported())
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "float16")
         torch.manual_seed(config.seed)
         self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT).to(self.device)
         if self.gpu:
@@ -100,7 +101,8 @@ class Trainer:
         return images, torch.from_numpy(labels).long().to(self.device)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.gpu)
+        mixed = self.precision != "float32"
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.precision), enabled=mixed)
 
     def _prepare(self, images):
         x = to_model_input(images, self.config.image_size)
@@ -188,7 +190,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.ema.load_state_dict(state["ema"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the run started without float16
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         if self.gpu and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
