@@ -95,7 +95,7 @@ def test_missing_timm_gives_a_row_not_a_crash(monkeypatch, tmp_path):
 def test_missing_keras_gives_rows_not_a_crash(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)
     options = bench.Options(71, 2, 1, 0, 10, "cpu")
-    for name in ("keras", "keras-applications"):
+    for name in ("keras", "keras-applications", "keras-input"):
         assert bench.run_model(name, options).status == "not installed"
 
 
@@ -119,3 +119,24 @@ def test_ratios_are_against_each_framework_reference():
     table = bench.format_table(results).splitlines()
     assert "1.50" in table[2] and "timm" in table[2]
     assert "not installed" in table[5]
+
+
+def test_input_pipelines_are_measured_against_their_models(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    assert bench.main([*TINY, "--steps", "3", "--models", "torch", "torch-input", "keras-input", "--json", str(path)]) == 0
+    torch_row, torch_input, keras_input = json.loads(path.read_text())
+    assert torch_input["settings"] == "input only: 32px uint8 on the device → 71px"
+    assert keras_input["settings"] == "input only: 32px uint8 in tf.data → 71px"
+    assert torch_input["reference"] == "torch" and torch_input["infer_images_per_s"] is None
+    ratio = torch_input["train_images_per_s"] / torch_row["train_images_per_s"]
+    assert torch_input["train_ratio"] == pytest.approx(ratio)
+    assert keras_input["train_images_per_s"] > 0 and keras_input["reference"] is None  # no keras row ran
+    printed = capsys.readouterr().out.splitlines()[-2]
+    assert printed.startswith("torch-input") and printed.split()[-2:] == ["torch", f"{ratio:.2f}"]
+
+
+def test_input_ratio_leaves_inference_empty():
+    results = [bench.Result("torch", train_images_per_s=10.0, infer_images_per_s=30.0),
+               bench.Result("torch-input", train_images_per_s=500.0)]
+    bench.add_ratios(results)
+    assert (results[1].reference, results[1].train_ratio, results[1].infer_ratio) == ("torch", 50.0, None)

@@ -12,7 +12,13 @@ already on the device, so only the model is measured:
 * ``timm``: ``legacy_xception`` in its default fp32 eager mode, the reference
   for the PyTorch rows;
 * ``keras``: our ``build_xception``; ``keras-applications``:
-  ``keras.applications.Xception``, the reference for it.
+  ``keras.applications.Xception``, the reference for it;
+* ``torch-input``, ``keras-input``: the training input pipeline alone, as
+  ``train`` runs it, on CIFAR-sized uint8 images: gather a batch, pad, crop,
+  flip, resize to the image size and scale. Its ratio is to its framework's
+  model row, so 20× means batches come 20 times faster than the model trains
+  on them (PyTorch makes them on the device between steps; Keras in a
+  prefetching ``tf.data`` pipeline beside the steps).
 
 A training step is forward, cross-entropy, backward and an SGD step with
 momentum 0.9; inference is a forward pass without gradients. Warm-up steps are
@@ -35,9 +41,11 @@ import torch.nn.functional as F
 
 from . import architecture as arch
 
-MODELS = ("torch", "torch-fp32", "timm", "keras", "keras-applications")
-REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications"}
+MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
+REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
+             "torch-input": "torch", "keras-input": "keras"}
 SEED = 0
+INPUT_SIZE = 32  # CIFAR-10's images, which the pipeline pads, crops and resizes
 
 
 @dataclass
@@ -165,6 +173,51 @@ def bench_timm(options: Options) -> Result:
     return Result("timm", f"legacy_xception, fp32, timm {timm.__version__}", "ok", train, infer)
 
 
+def input_data(options: Options, num_images: int):
+    """Random uint8 images (N×32×32×3), labels, and the epoch plan over them."""
+    from .pipeline import crop_padding, epoch_plan
+
+    rng = np.random.default_rng(SEED)
+    images = rng.integers(0, 256, (num_images, INPUT_SIZE, INPUT_SIZE, arch.INPUT_CHANNELS), dtype=np.uint8)
+    labels = rng.integers(0, options.num_classes, num_images)
+    plan = epoch_plan(num_images, options.batch_size, crop_padding(INPUT_SIZE), True, SEED, 0)
+    return images, labels, plan
+
+
+def bench_torch_input(options: Options) -> Result:
+    from .pipeline import crop_padding
+    from .train_torch import training_batch
+
+    device = torch.device(options.device)
+    images, labels, plan = input_data(options, options.batch_size * (options.warmup + options.steps))
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+    labels = torch.from_numpy(labels).to(device)
+    cuda = device.type == "cuda"
+    steps = iter(range(plan.steps))
+
+    def make_batch():
+        training_batch(images, labels, plan, next(steps), crop_padding(INPUT_SIZE), options.image_size, cuda)
+
+    synchronize = torch.cuda.synchronize if cuda else lambda: None
+    rate = images_per_second(make_batch, options, synchronize)
+    return Result("torch-input", f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px", "ok", rate)
+
+
+def bench_keras_input(options: Options) -> Result:
+    if import_keras() is None:
+        return Result("keras-input", status="not installed")
+    from .data import Dataset
+    from .train import TrainConfig
+    from .train_keras import train_dataset
+
+    images, labels, _ = input_data(options, options.batch_size * (options.warmup + options.steps))
+    data = Dataset("random", "generated", tuple(map(str, range(options.num_classes))), images, labels, images, labels, True)
+    config = TrainConfig("keras", "random", 1, options.image_size, options.batch_size)
+    batches = iter(train_dataset(data, config, first_epoch=0))
+    rate = images_per_second(lambda: next(batches)[0].numpy(), options)
+    return Result("keras-input", f"input only: {INPUT_SIZE}px uint8 in tf.data → {options.image_size}px", "ok", rate)
+
+
 def import_keras():
     """Keras on TensorFlow, or None; TensorFlow's C++ logging kept quiet."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -198,7 +251,8 @@ def bench_keras(name: str, options: Options) -> Result:
 
 
 def run_model(name: str, options: Options) -> Result:
-    benches = {"torch": bench_torch, "torch-fp32": bench_torch_fp32, "timm": bench_timm}
+    benches = {"torch": bench_torch, "torch-fp32": bench_torch_fp32, "timm": bench_timm,
+               "torch-input": bench_torch_input, "keras-input": bench_keras_input}
     try:
         if name in benches:
             return benches[name](options)
@@ -218,7 +272,8 @@ def add_ratios(results: list[Result]) -> None:
         if result.status == "ok" and reference:
             result.reference = reference.model
             result.train_ratio = result.train_images_per_s / reference.train_images_per_s
-            result.infer_ratio = result.infer_images_per_s / reference.infer_images_per_s
+            if result.infer_images_per_s is not None:
+                result.infer_ratio = result.infer_images_per_s / reference.infer_images_per_s
 
 
 # --- report ----------------------------------------------------------------------

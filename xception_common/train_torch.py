@@ -72,6 +72,15 @@ def to_model_input(images: torch.Tensor, image_size: int) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
+def training_batch(images, labels, plan, step: int, padding: int, image_size: int, channels_last: bool):
+    """Batch ``step`` of an epoch plan, from uint8 NCHW images on the device:
+    gathered, cropped, flipped, resized and scaled."""
+    index = torch.as_tensor(plan.order[step], device=images.device)
+    crops = augment(images[index], plan.rows[step], plan.cols[step], plan.flips[step], padding)
+    x = to_model_input(crops, image_size)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x, labels[index]
+
+
 class Trainer:
     """One training run: model, optimizer, schedule, averaged weights, data."""
 
@@ -116,11 +125,9 @@ class Trainer:
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         steps = tqdm(range(plan.steps), desc=f"epoch {self.epochs_done + 1}", disable=not self.progress, leave=False)
         for step in steps:
-            index = torch.as_tensor(plan.order[step], device=self.device)
-            images = augment(self.train_images[index], plan.rows[step], plan.cols[step], plan.flips[step], self.padding)
-            labels = self.train_labels[index]
+            x, labels = training_batch(self.train_images, self.train_labels, plan, step, self.padding, c.image_size, self.gpu)
             with self._autocast():
-                logits = self.model(self._prepare(images))
+                logits = self.model(x)
                 loss = F.cross_entropy(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
