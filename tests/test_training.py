@@ -1,6 +1,10 @@
 """The paper's recipe in both frameworks: schedule, pipeline, training, resume, CLI."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +270,17 @@ def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_pat
     assert code == 2
     assert "CIFAR-10 could not be downloaded" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_gpu_results_script_keeps_each_runs_history(image_folder, tmp_path):
+    # The script behind the README's GPU figures, without the benchmark, at one size.
+    results = tmp_path / "results"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_results.sh"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "BENCH": "", "SIZES": "71", "RUNS": str(tmp_path / "runs")}
+    done = subprocess.run(["bash", str(script), str(image_folder), str(results), "1", "--batch-size", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["epoch"] for r in json.loads((results / "torch-71px.json").read_text())] == [0]
+    assert "torch 71px: exit 0" in (results / "log.txt").read_text()
+    assert (tmp_path / "runs" / "torch-71px" / "checkpoint.pt").exists()
