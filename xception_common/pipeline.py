@@ -4,8 +4,9 @@ Both frameworks read the same plan: which images go into each batch, where
 each one is cropped after padding, and whether it is flipped. So the Keras and
 the PyTorch model see the same data stream, and a resumed run sees exactly the
 epochs an uninterrupted run would have seen (the plan depends only on the seed
-and the epoch). Each framework then applies the plan with its own ops, on the
-device, and resizes and scales the batch there:
+and the epoch). Each framework then applies the plan with its own ops, PyTorch
+on the device that trains, Keras in a prefetching ``tf.data`` pipeline that
+runs beside the training steps:
 
     uint8 image → zero-pad, random crop, flip → resize to image_size → [-1, 1]
 

@@ -106,7 +106,7 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
 
 def load_data(config: TrainConfig):
     """The data set of ``config``, at its own size when its images share one
-    (the pipelines resize on the device), else resized to ``image_size``."""
+    (the pipelines resize each batch), else resized to ``image_size``."""
     from . import data
 
     data.check_source(config.data)
