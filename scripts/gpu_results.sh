@@ -2,37 +2,53 @@
 # The GPU figures of the README: the benchmark, and PyTorch trained on CIFAR-10
 # with the paper's recipe at several image sizes (accuracy against time).
 #
-#   scripts/gpu_results.sh DATA RESULTS [EPOCHS] [TRAIN OPTIONS...]
+#   scripts/gpu_results.sh DATA RESULTS [EPOCHS [TRAIN OPTIONS...]]
 #
 # DATA is anything `--data` takes (cifar10, or a folder or .zip of CIFAR-10
 # images); RESULTS receives bench.md, log.txt and torch-<size>px.json, the
-# history of each run. Checkpoints go to $RUNS (default RESULTS/runs).
-# Environment: SIZES (default "71 128 299"); BENCH, image:batch pairs (default
-# "299:64 128:128"); RUN_TIMEOUT, seconds per training run (default none: a
-# run cut short keeps the epochs it finished).
+# history of each run. Checkpoints go to $RUNS (default RESULTS/runs); run
+# again, the script resumes the runs there. Environment, each empty to skip:
+# SIZES (default "71 128 299"); BENCH, image:batch pairs (default
+# "299:64 128:128"). RUN_TIMEOUT: seconds per training run (default none; a
+# run cut short keeps the epochs it finished). Exits 1 if any step failed.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
-    sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 data=$1 results=$2 epochs=${3:-10}
 shift $(($# < 3 ? $# : 3))
 runs=${RUNS:-$results/runs}
+bench=${BENCH-299:64 128:128}
+sizes=${SIZES-71 128 299}
 mkdir -p "$results" "$runs"
 exec > >(tee -a "$results/log.txt") 2>&1
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+failed=0
 
-for pair in ${BENCH-299:64 128:128}; do
+[ -n "$bench" ] && : > "$results/bench.md"
+for pair in $bench; do
     python -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" \
-        --steps 20 --warmup 5 --markdown | tee -a "$results/bench.md"
+        --steps 20 --warmup 5 --markdown | tee -a "$results/bench.md" || failed=1
     echo >> "$results/bench.md"
 done
 
-for size in ${SIZES:-71 128 299}; do
+for size in $sizes; do
     out=$runs/torch-${size}px
+    resume=()
+    [ -e "$out/config.json" ] && resume=(--resume)
     timeout "${RUN_TIMEOUT:-0}" python -m xception_common.train --framework torch --data "$data" \
-        --epochs "$epochs" --image-size "$size" --batch-size 128 --out "$out" "$@" 2> "$out.progress"
-    echo "torch ${size}px: exit $?"
-    cp "$out/history.json" "$results/torch-${size}px.json" 2>/dev/null
+        --epochs "$epochs" --image-size "$size" --batch-size 128 --out "$out" "${resume[@]}" "$@" \
+        2> "$out.progress"
+    code=$?
+    echo "torch ${size}px: exit $code"
+    if [ "$code" -ne 0 ]; then
+        tail -n 5 "$out.progress"
+        [ "$code" -ne 124 ] && failed=1  # 124: cut short by RUN_TIMEOUT, as asked
+    fi
+    if [ -e "$out/history.json" ]; then
+        cp "$out/history.json" "$results/torch-${size}px.json"
+    fi
 done
+exit "$failed"

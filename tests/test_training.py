@@ -134,12 +134,19 @@ def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, tmp_p
 
 def test_precision_auto_follows_the_device():
     auto = config("torch", 1)
-    assert auto.compute_dtype(gpu=False, bfloat16_supported=False) == "float32"
-    assert auto.compute_dtype(gpu=True, bfloat16_supported=True) == "bfloat16"
-    assert auto.compute_dtype(gpu=True, bfloat16_supported=False) == "float16"
-    assert config("torch", 1, precision="bfloat16").compute_dtype(gpu=False, bfloat16_supported=False) == "bfloat16"
+    assert auto.compute_dtype(None) == "float32"  # a CPU
+    assert auto.compute_dtype((7, 5)) == "float16"  # T4: bfloat16 only emulated
+    assert auto.compute_dtype((8, 0)) == auto.compute_dtype((9, 0)) == "bfloat16"  # A100, H100/H200
+    assert config("torch", 1, precision="bfloat16").compute_dtype(None) == "bfloat16"
     with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, float16"):
         config("torch", 1, precision="fp8").check()
+
+
+def test_torch_reads_the_gpus_capability(monkeypatch):
+    # torch.cuda.is_bf16_supported() is True on a T4 too (by emulation).
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert train_torch.gpu_capability(torch.device("cuda")) == (7, 5)
+    assert train_torch.gpu_capability(torch.device("cpu")) is None
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
@@ -148,7 +155,7 @@ def test_torch_trains_in_mixed_precision(precision):
     # float16 a gradient scaler whose scale is saved with the checkpoint.
     trainer = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=precision), progress=False)
     with trainer._autocast():
-        logits = trainer.model(trainer._prepare(trainer.test_images[:2]))
+        logits = trainer.model(train_torch.to_model_input(trainer.test_images[:2], 71))
     assert logits.dtype == getattr(torch, precision)
     records = [trainer.run_epoch() for _ in range(2)]
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in records)
@@ -272,15 +279,28 @@ def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_gpu_results_script_keeps_each_runs_history(image_folder, tmp_path):
-    # The script behind the README's GPU figures, without the benchmark, at one size.
-    results = tmp_path / "results"
+def run_gpu_results(args, tmp_path, **env):
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_results.sh"
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "BENCH": "", "SIZES": "71", "RUNS": str(tmp_path / "runs")}
-    done = subprocess.run(["bash", str(script), str(image_folder), str(results), "1", "--batch-size", "2"],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert [r["epoch"] for r in json.loads((results / "torch-71px.json").read_text())] == [0]
-    assert "torch 71px: exit 0" in (results / "log.txt").read_text()
+    env = {**os.environ, "PATH": path, "BENCH": "", "SIZES": "71", "RUNS": str(tmp_path / "runs"), **env}
+    return subprocess.run(["bash", str(script), *map(str, args)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_gpu_results_script_keeps_each_runs_history_and_resumes(image_folder, tmp_path):
+    # The script behind the README's GPU figures, without the benchmark, at one size.
+    results = tmp_path / "results"
+    for epochs in (1, 2):  # run again with more epochs: it resumes
+        done = run_gpu_results([image_folder, results, epochs, "--batch-size", "2"], tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert [r["epoch"] for r in json.loads((results / "torch-71px.json").read_text())] == list(range(epochs))
+    assert (results / "log.txt").read_text().count("torch 71px: exit 0") == 2
     assert (tmp_path / "runs" / "torch-71px" / "checkpoint.pt").exists()
+
+
+def test_gpu_results_script_reports_a_failed_run(image_folder, tmp_path):
+    done = run_gpu_results([image_folder, tmp_path / "results"], tmp_path, SIZES="70 71", RUN_TIMEOUT="1")
+    assert done.returncode == 1
+    log = (tmp_path / "results" / "log.txt").read_text()
+    assert "torch 70px: exit 2" in log and "image size must be at least 71" in log
+    assert "torch 71px: exit 124" in log  # cut short as asked: not a failure by itself

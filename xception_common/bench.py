@@ -5,8 +5,9 @@
 Every model runs on the same machine in the same process, on synthetic data
 already on the device, so only the model is measured:
 
-* ``torch``: our PyTorch ``Xception``; on CUDA with bf16 autocast and
-  channels_last, on CPU in fp32 with channels_last (on a 2-core AMD EPYC a
+* ``torch``: our PyTorch ``Xception``; on CUDA in the mixed precision that
+  training picks for the GPU (bfloat16, or float16 with gradient scaling
+  before Ampere) and channels_last, on CPU in fp32 with channels_last (on a 2-core AMD EPYC a
   fifth faster to train and a third faster to infer than contiguous);
 * ``torch-fp32`` (CUDA only): ours in plain fp32, like for like with timm;
 * ``timm``: ``legacy_xception`` in its default fp32 eager mode, the reference
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from . import architecture as arch
+from .train import auto_precision
 
 MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
@@ -85,8 +87,9 @@ def images_per_second(step, options: Options, synchronize=lambda: None) -> float
     return options.batch_size * options.steps / (time.perf_counter() - start)
 
 
-def measure_torch(model: torch.nn.Module, options: Options, bf16=False, channels_last=False):
-    """(training, inference) images per second of a PyTorch classifier."""
+def measure_torch(model: torch.nn.Module, options: Options, dtype=None, channels_last=False):
+    """(training, inference) images per second of a PyTorch classifier, in
+    float32 or with autocast to ``dtype``."""
     device = torch.device(options.device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     generator = torch.Generator(device).manual_seed(SEED)
@@ -94,16 +97,18 @@ def measure_torch(model: torch.nn.Module, options: Options, bf16=False, channels
     x = torch.randn(shape, device=device, generator=generator).contiguous(memory_format=layout)
     y = torch.randint(0, options.num_classes, (options.batch_size,), device=device, generator=generator)
     model = model.to(device, memory_format=layout)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
+            loss = F.cross_entropy(model(x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     def infer_step():
         with autocast:
@@ -146,9 +151,11 @@ def bench_torch(options: Options) -> Result:
 
     seed_all()
     cuda = options.device == "cuda"
+    precision = auto_precision(torch.cuda.get_device_capability() if cuda else None)
+    dtype = None if precision == "float32" else getattr(torch, precision)
     model = Xception(num_classes=options.num_classes)
-    train, infer = measure_torch(model, options, bf16=cuda, channels_last=True)
-    settings = "bf16 autocast, channels_last" if cuda else "fp32, channels_last"
+    train, infer = measure_torch(model, options, dtype=dtype, channels_last=True)
+    settings = f"{precision} autocast, channels_last" if dtype else "fp32, channels_last"
     return Result("torch", settings, "ok", train, infer)
 
 

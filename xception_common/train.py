@@ -27,6 +27,15 @@ DEFAULT_BATCH_SIZE = 64
 CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
 # Mixed precision computes in the named type and keeps float32 weights.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+NATIVE_BFLOAT16 = (8, 0)  # compute capability from which NVIDIA GPUs run bfloat16 (Ampere)
+
+
+def auto_precision(capability: tuple[int, int] | None) -> str:
+    """float32 on a CPU (``capability`` None), bfloat16 on a GPU that runs it
+    natively, float16 (with loss scaling) on an older GPU such as the T4."""
+    if capability is None:
+        return "float32"
+    return "bfloat16" if tuple(capability) >= NATIVE_BFLOAT16 else "float16"
 
 
 @dataclass(frozen=True)
@@ -41,14 +50,10 @@ class TrainConfig:
     ema_decay: float = recipe.EMA_DECAY
     precision: str = "auto"
 
-    def compute_dtype(self, gpu: bool, bfloat16_supported: bool) -> str:
-        """The precision to train in: ``auto`` means bfloat16 on a GPU that
-        has it, float16 (with loss scaling) on an older GPU, float32 on a CPU."""
-        if self.precision != "auto":
-            return self.precision
-        if not gpu:
-            return "float32"
-        return "bfloat16" if bfloat16_supported else "float16"
+    def compute_dtype(self, capability: tuple[int, int] | None) -> str:
+        """The precision to train in on a GPU of this compute capability
+        (None: a CPU); ``auto`` follows ``auto_precision``."""
+        return auto_precision(capability) if self.precision == "auto" else self.precision
 
     def check(self) -> None:
         """Raise ValueError, saying what is allowed, for an impossible option."""

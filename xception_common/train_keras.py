@@ -94,7 +94,7 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
     """The model, compiled; a mixed precision policy holds only while its
     layers are made (they keep it)."""
     keras.utils.set_random_seed(config.seed)
-    precision = config.compute_dtype(gpu, gpu and gpu_supports_bfloat16())
+    precision = config.compute_dtype(gpu_capability() if gpu else None)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
     try:
@@ -116,10 +116,10 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
     return model
 
 
-def gpu_supports_bfloat16() -> bool:
-    """bfloat16 runs natively from compute capability 8.0 (Ampere) on."""
+def gpu_capability() -> tuple[int, int]:
+    """The CUDA compute capability of TensorFlow's first GPU."""
     details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
-    return details.get("compute_capability", (0, 0)) >= (8, 0)
+    return tuple(details.get("compute_capability", (0, 0)))
 
 
 class EpochBookkeeping(keras.callbacks.Callback):

@@ -1,10 +1,9 @@
 """Training the PyTorch Xception with the paper's recipe.
 
 The data stay on the device as uint8 tensors; each batch is gathered, cropped,
-flipped, resized and scaled there, so a GPU never waits for a loader. On a GPU
-the model runs in mixed precision with channels-last memory (bfloat16 where
-the GPU supports it, else float16 with gradient scaling); on a CPU in float32,
-unless the config asks for a mixed precision there too.
+flipped, resized and scaled there, so no loader runs beside the GPU. The model
+runs in the config's precision (autocast, with gradient scaling for float16)
+and, on a GPU, with channels-last memory.
 """
 
 import time
@@ -22,6 +21,11 @@ from .torch_xception import Xception
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def gpu_capability(device: torch.device) -> tuple[int, int] | None:
+    """The CUDA compute capability of ``device``; None for a CPU."""
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
 def make_optimizer(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> torch.optim.SGD:
@@ -64,12 +68,13 @@ def augment(images: torch.Tensor, rows, cols, flips, padding: int) -> torch.Tens
     return torch.where(flips, cropped.flip(-1), cropped)
 
 
-def to_model_input(images: torch.Tensor, image_size: int) -> torch.Tensor:
+def to_model_input(images: torch.Tensor, image_size: int, channels_last: bool = False) -> torch.Tensor:
     """uint8 NCHW → float in [-1, 1] at ``image_size`` (bilinear)."""
     x = images.float()
     if x.shape[-1] != image_size or x.shape[-2] != image_size:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    return x / 127.5 - 1.0
+    x = x / 127.5 - 1.0
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def training_batch(images, labels, plan, step: int, padding: int, image_size: int, channels_last: bool):
@@ -77,8 +82,7 @@ def training_batch(images, labels, plan, step: int, padding: int, image_size: in
     gathered, cropped, flipped, resized and scaled."""
     index = torch.as_tensor(plan.order[step], device=images.device)
     crops = augment(images[index], plan.rows[step], plan.cols[step], plan.flips[step], padding)
-    x = to_model_input(crops, image_size)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x, labels[index]
+    return to_model_input(crops, image_size, channels_last), labels[index]
 
 
 class Trainer:
@@ -90,7 +94,7 @@ class Trainer:
         self.progress = progress
         self.dataset = dataset
         self.gpu = self.device.type == "cuda"
-        self.precision = config.compute_dtype(self.gpu, self.gpu and torch.cuda.is_bf16_supported())
+        self.precision = config.compute_dtype(gpu_capability(self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "float16")
         torch.manual_seed(config.seed)
         self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT).to(self.device)
@@ -112,10 +116,6 @@ class Trainer:
     def _autocast(self):
         mixed = self.precision != "float32"
         return torch.autocast(self.device.type, dtype=getattr(torch, self.precision), enabled=mixed)
-
-    def _prepare(self, images):
-        x = to_model_input(images, self.config.image_size)
-        return x.contiguous(memory_format=torch.channels_last) if self.gpu else x
 
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
@@ -150,7 +150,7 @@ class Trainer:
             images = self.test_images[start : start + self.config.batch_size]
             labels = self.test_labels[start : start + self.config.batch_size]
             with self._autocast():
-                logits = model(self._prepare(images)).float()
+                logits = model(to_model_input(images, self.config.image_size, self.gpu)).float()
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()
         n = len(self.test_labels)
