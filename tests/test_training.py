@@ -163,12 +163,16 @@ def test_torch_trains_in_mixed_precision(precision):
     assert (trainer.state_dict()["scaler"] != {}) == (precision == "float16")
 
 
-def test_torch_resume_across_precisions():
-    # "auto" is float32 on a CPU and float16 on an older GPU: a run may move.
-    state = train_torch.Trainer(tiny_dataset(), config("torch", 1), progress=False).state_dict()
-    resumed = train_torch.Trainer(tiny_dataset(), config("torch", 1, precision="float16"), progress=False)
-    resumed.load_state_dict(state)
-    assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == 2.0**16
+@pytest.mark.parametrize("before, after", [("float32", "float16"), ("float16", "float32"), ("float16", "bfloat16")])
+def test_torch_resume_across_precisions(before, after, tmp_path):
+    # "auto" differs between a CPU, a T4 and an A100: a run may move between them.
+    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=before), progress=False)
+    trainer.run_epoch()
+    torch.save(trainer.state_dict(), tmp_path / "checkpoint.pt")
+    resumed = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=after), progress=False)
+    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True))
+    assert resumed.epochs_done == 1 and resumed.scaler.is_enabled() == (after == "float16")
+    assert np.isfinite(resumed.run_epoch()["loss"])
 
 
 def test_keras_trains_in_mixed_float16(tmp_path):
