@@ -10,11 +10,12 @@
 # again, the script resumes the runs there. Environment, each empty to skip:
 # SIZES (default "71 128 299"); BENCH, image:batch pairs (default
 # "299:64 128:128"). RUN_TIMEOUT: seconds per training run (default none; a
-# run cut short keeps the epochs it finished). Exits 1 if any step failed.
+# run cut short keeps the epochs it finished). PYTHON: the interpreter
+# (default python3). Exits 1 if any step failed.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
-    sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 data=$1 results=$2 epochs=${3:-10}
@@ -26,10 +27,11 @@ mkdir -p "$results" "$runs"
 exec > >(tee -a "$results/log.txt") 2>&1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 failed=0
+python=${PYTHON:-python3}
 
 [ -n "$bench" ] && : > "$results/bench.md"
 for pair in $bench; do
-    python -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" \
+    "$python" -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" \
         --steps 20 --warmup 5 --markdown | tee -a "$results/bench.md" || failed=1
     echo >> "$results/bench.md"
 done
@@ -38,7 +40,7 @@ for size in $sizes; do
     out=$runs/torch-${size}px
     resume=()
     [ -e "$out/config.json" ] && resume=(--resume)
-    timeout "${RUN_TIMEOUT:-0}" python -m xception_common.train --framework torch --data "$data" \
+    timeout "${RUN_TIMEOUT:-0}" "$python" -m xception_common.train --framework torch --data "$data" \
         --epochs "$epochs" --image-size "$size" --batch-size 128 --out "$out" "${resume[@]}" "$@" \
         2> "$out.progress"
     code=$?
