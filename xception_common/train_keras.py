@@ -22,6 +22,7 @@ from . import recipe  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 
+
 def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.ExponentialDecay:
     """× 0.94 every 2 epochs, counted in optimizer steps of ``steps`` per epoch."""
     return keras.optimizers.schedules.ExponentialDecay(

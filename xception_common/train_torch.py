@@ -19,6 +19,7 @@ from . import recipe
 from .pipeline import crop_padding, epoch_plan
 from .torch_xception import Xception
 
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -28,13 +29,18 @@ def gpu_capability(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
+def kernels(model: nn.Module) -> list[nn.Parameter]:
+    """Convolution and dense kernels, the parameters with more than one
+    dimension: the only ones weight decay applies to, as in Keras."""
+    return [p for p in model.parameters() if p.ndim > 1]
+
+
 def make_optimizer(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on convolution and dense kernels only
-    (the parameters with more than one dimension), as in Keras."""
-    kernels = [p for p in model.parameters() if p.ndim > 1]
+    """SGD with momentum; weight decay on the kernels only."""
+    decayed = kernels(model)
     others = [p for p in model.parameters() if p.ndim <= 1]
     return torch.optim.SGD(
-        [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
+        [{"params": decayed, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
         lr=recipe.INITIAL_LEARNING_RATE,
         momentum=recipe.MOMENTUM,
     )
@@ -49,8 +55,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler
 
 def l2_penalty(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> torch.Tensor:
     """The loss term whose gradient SGD's ``weight_decay`` adds: reported
-    with the loss, as Keras reports its regularization losses."""
-    return weight_decay / 2 * sum(p.float().pow(2).sum() for p in model.parameters() if p.ndim > 1)
+    with the loss, as Keras reports its regularization losses. One fused
+    norm over all kernels, since training adds it at every step."""
+    return weight_decay / 2 * torch.nn.utils.get_total_norm(kernels(model)) ** 2
 
 
 def augment(images: torch.Tensor, rows, cols, flips, padding: int) -> torch.Tensor:
