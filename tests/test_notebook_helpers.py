@@ -53,3 +53,14 @@ def test_cost_figure_stacks_every_kind():
     assert len(params_axis.patches) == len(mult_adds_axis.patches) == kinds * flows
     assert [t.get_text() for t in params_axis.get_legend().get_texts()] == list(costs.KINDS)
     plt.close(fig)
+
+
+def test_accuracy_against_time_draws_one_line_per_run_at_each_epochs_end():
+    fast = [{"epoch": 0, "seconds": 10.0, "val_accuracy": 0.3}, {"epoch": 1, "seconds": 5.0, "val_accuracy": 0.5}]
+    slow = [{"epoch": 0, "seconds": 40.0, "val_accuracy": 0.4}]
+    fig = plots.plot_accuracy_against_time({"fast": fast, "slow": slow})
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["fast", "slow"]
+    assert list(lines[0].get_xdata()) == [10.0, 15.0] and list(lines[0].get_ydata()) == [0.3, 0.5]
+    assert list(lines[1].get_xdata()) == [40.0]
+    plt.close(fig)

@@ -2,7 +2,7 @@
 
 import matplotlib.pyplot as plt
 
-from . import costs
+from . import costs, results
 
 KIND_COLORS = {
     "conv": "#7f7f7f",
@@ -77,5 +77,22 @@ def plot_histories(histories: dict[str, list[dict]], title: str = ""):
         axis.legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_against_time(histories: dict[str, list[dict]], title: str = ""):
+    """Test accuracy at the end of each epoch against the seconds the run had
+    taken by then, one line per run."""
+    fig, axis = plt.subplots(figsize=(7, 3.6))
+    for (name, history), color in zip(histories.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):
+        axis.plot(results.elapsed(history), [r["val_accuracy"] for r in history], "o-", color=color, label=name)
+    axis.set_xlabel("seconds of training (epochs and their evaluation)")
+    axis.set_ylabel("test accuracy")
+    axis.set_xlim(left=0)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    if title:
+        axis.set_title(title)
     fig.tight_layout()
     return fig
