@@ -178,6 +178,29 @@ def test_torch_resume_across_precisions(before, after, tmp_path):
     assert np.isfinite(resumed.run_epoch()["loss"])
 
 
+def test_torch_resume_reads_the_checkpoint_onto_the_cpu(monkeypatch, tmp_path):
+    # Mapped onto a GPU, the saved RNG state is a CUDA tensor, which
+    # torch.set_rng_state refuses: resuming on a GPU once failed so.
+    train(config("torch", 1), tmp_path, dataset=tiny_dataset(), progress=False)
+    real_load, locations = torch.load, []
+
+    def recording_load(*args, **kwargs):
+        locations.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    history = train(config("torch", 2), tmp_path, resume=True, dataset=tiny_dataset(), progress=False)
+    assert locations == ["cpu"] and len(history) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_resumes_on_a_gpu(tmp_path):
+    for epochs in (1, 2):
+        history = train(config("torch", epochs, precision="float16"), tmp_path, resume=epochs > 1,
+                        dataset=tiny_dataset(), progress=False, device="cuda")
+    assert [r["epoch"] for r in history] == [0, 1] and np.isfinite(history[1]["loss"])
+
+
 def test_keras_trains_in_mixed_float16(tmp_path):
     import keras
 
