@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import recipe  # noqa: E402
+from .results import RECORD_KEYS  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 
@@ -171,14 +172,12 @@ class ReplacingCheckpoint(keras.callbacks.ModelCheckpoint):
 class HistoryRecorder(keras.callbacks.Callback):
     """Hands each finished epoch's record on, after the checkpoint is saved."""
 
-    KEYS = ("lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
-
     def __init__(self, on_epoch_end):
         super().__init__()
         self.report = on_epoch_end
 
     def on_epoch_end(self, epoch, logs=None):
-        self.report({"epoch": epoch, **{key: float(logs[key]) for key in self.KEYS}})
+        self.report({"epoch": epoch, **{key: float(logs[key]) for key in RECORD_KEYS if key != "epoch"}})
 
 
 def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, device=None) -> None:

@@ -206,10 +206,9 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         if state["scaler"]:  # empty when the run started without float16
             self.scaler.load_state_dict(state["scaler"])
-        # Both generators take their state only as a CPU tensor.
-        torch.set_rng_state(state["rng"].cpu())
+        torch.set_rng_state(state["rng"])
         if self.gpu and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epochs_done = state["epochs_done"]
 
 
@@ -218,6 +217,8 @@ def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, d
     and saving it after every epoch; ``on_epoch_end(record)`` follows each save."""
     trainer = Trainer(dataset, config, device=device, progress=progress)
     if checkpoint and checkpoint.exists():
+        # Onto the CPU: the RNG states are taken only as CPU tensors, and
+        # load_state_dict moves the rest to the trainer's device.
         trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     while trainer.epochs_done < config.epochs:
         record = trainer.run_epoch()
