@@ -15,3 +15,8 @@ environment can use its half:
 """
 
 __version__ = "0.1.0"
+
+from .load_order import load_triton_first
+
+# How triton was loaded before TensorFlow could break it (see load_order.py).
+triton_load = load_triton_first()
