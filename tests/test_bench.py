@@ -125,14 +125,15 @@ def test_input_pipelines_are_measured_against_their_models(tmp_path, capsys):
     path = tmp_path / "results.json"
     assert bench.main([*TINY, "--steps", "3", "--models", "torch", "torch-input", "keras-input", "--json", str(path)]) == 0
     torch_row, torch_input, keras_input = json.loads(path.read_text())
-    assert torch_input["settings"] == "input only: 32px uint8 on the device → 71px"
-    assert keras_input["settings"] == "input only: 32px uint8 in tf.data → 71px"
-    assert torch_input["reference"] == "torch" and torch_input["infer_images_per_s"] is None
-    ratio = torch_input["train_images_per_s"] / torch_row["train_images_per_s"]
-    assert torch_input["train_ratio"] == pytest.approx(ratio)
-    assert keras_input["train_images_per_s"] > 0 and keras_input["reference"] is None  # no keras row ran
+    for row in (torch_input, keras_input):
+        assert row["status"] == "ok" and row["train_images_per_s"] > 0 and row["infer_images_per_s"] is None
+        assert row["settings"].endswith("→ 71px")  # the --image-size asked for
+    # The input pipeline is compared with its own framework's model, where that ran.
+    assert torch_input["reference"] == "torch" and torch_input["train_ratio"] > 0
+    assert torch_input["infer_ratio"] is None
+    assert keras_input["reference"] is None and keras_input["train_ratio"] is None  # no keras row ran
     printed = capsys.readouterr().out.splitlines()[-2]
-    assert printed.startswith("torch-input") and printed.split()[-2:] == ["torch", f"{ratio:.2f}"]
+    assert printed.startswith("torch-input") and printed.split()[-2] == "torch"
 
 
 def test_input_ratio_leaves_inference_empty():

@@ -93,8 +93,11 @@ def test_image_folders_load_in_round_robin_order(source):
 
 def test_check_source_accepts_good_sources(source):
     check_source(source)
-    check_source("cifar10")
-    check_source("digits")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "digits"])
+def test_check_source_accepts_the_built_in_sets(name):
+    check_source(name)
 
 
 def test_subset_keeps_the_first_images_balanced(source):

@@ -16,7 +16,6 @@ from xception_common.torch_xception import (
 )
 
 PAPER_TRAINABLE = 22_855_952  # Table 3
-KERAS_TOTAL = 22_910_480  # plus the BN moving statistics
 SEPARABLE_CONVS = 3 * 2 + 8 * 3 + 2 + 2
 
 
@@ -35,7 +34,9 @@ def test_parameter_counts_match_the_paper(keras_model, torch_model):
     torch_trainable = sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
     assert keras_trainable == PAPER_TRAINABLE
     assert torch_trainable == PAPER_TRAINABLE
-    assert keras_model.count_params() == KERAS_TOTAL
+    # Keras also counts each BN's moving mean and variance: two per channel.
+    bn_channels = sum(m.num_features for m in torch_model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert keras_model.count_params() == PAPER_TRAINABLE + 2 * bn_channels == 22_910_480
 
 
 def test_parameters_per_flow_are_equal(keras_model, torch_model):
@@ -123,12 +124,30 @@ def test_max_pool_matches_tensorflow_same_padding(height, width):
     np.testing.assert_array_equal(actual, expected)
 
 
-def test_symmetric_padding_would_differ_on_even_maps():
-    """Why MaxPoolSame exists: the map entering the third pool at 299 is 74×74."""
-    x = torch.randn(1, 1, 74, 74)
-    symmetric = nn.MaxPool2d(3, 2, padding=1)(x)
-    assert symmetric.shape == MaxPoolSame()(x).shape
-    assert not torch.equal(symmetric, MaxPoolSame()(x))
+def test_only_block3s_pool_would_differ_with_symmetric_padding_at_299(torch_model):
+    """Why MaxPoolSame exists: at 299 one of the model's pools sees an even
+    map, and there PyTorch's symmetric padding takes other windows."""
+    inputs = {}
+
+    def keep_input(name):
+        def hook(module, args):
+            inputs[name] = args[0].clone()
+        return hook
+
+    hooks = [module.register_forward_pre_hook(keep_input(name))
+             for name, module in torch_model.named_modules() if isinstance(module, MaxPoolSame)]
+    with torch.no_grad():
+        torch_model(torch.randn(1, 3, 299, 299))
+    for hook in hooks:
+        hook.remove()
+    sides = {name.split(".")[1]: x.shape[-1] for name, x in inputs.items()}
+    assert sides == {"block2": 147, "block3": 74, "block4": 37, "block13": 19}
+    differs = {
+        name.split(".")[1]
+        for name, x in inputs.items()
+        if not torch.equal(nn.MaxPool2d(3, 2, padding=1)(x), MaxPoolSame()(x))
+    }
+    assert differs == {"block3"}
 
 
 def test_flow_of_names_every_layer(keras_model):

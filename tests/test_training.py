@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from xception_common import recipe, train_keras, train_torch
 from xception_common.data import Dataset
 from xception_common.pipeline import crop_padding, epoch_plan
+from xception_common.results import RECORD_KEYS
 from xception_common.train import CHECKPOINTS, TrainConfig, main, train
 
 # Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
@@ -104,16 +106,44 @@ def test_augmentation_crops_and_flips_as_planned():
     np.testing.assert_array_equal(flipped[0], image[0, :, ::-1])
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three-epoch runs, made once per (framework, precision) and shared:
+    one uninterrupted, one stopped after its first epoch and resumed."""
+    made = {}
+
+    def get(framework, precision="float32"):
+        if (framework, precision) not in made:
+            root = tmp_path_factory.mktemp(f"{framework}-{precision}")
+            # Float16 runs on a CPU are slow: one step per epoch is enough there.
+            dataset = tiny_dataset(n=8 if precision == "float16" else 16)
+            whole = train(config(framework, 3, precision=precision), root / "whole", dataset=dataset, progress=False)
+            train(config(framework, 1, precision=precision), root / "split", dataset=dataset, progress=False)
+            resumed = train(config(framework, 3, precision=precision), root / "split", resume=True,
+                            dataset=dataset, progress=False)
+            made[framework, precision] = Runs(root / "whole", whole, root / "split", resumed)
+        return made[framework, precision]
+
+    return get
+
+
+@dataclass
+class Runs:
+    whole_dir: Path
+    whole: list
+    split_dir: Path
+    resumed: list
+
+
 @pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_a_few_epochs_reduce_the_training_loss(framework):
-    # Two epochs of two steps at the paper's learning rate; tiny batches make
+def test_a_few_epochs_reduce_the_training_loss(framework, runs):
+    # Two steps an epoch at the paper's learning rate; tiny batches make
     # longer runs jumpy, but the first steps on this easy cue are downhill.
-    history = train(config(framework, 2), dataset=tiny_dataset(), progress=False)
-    assert [r["epoch"] for r in history] == [0, 1]
-    assert [r["lr"] for r in history] == pytest.approx(PAPER_SCHEDULE[:2], rel=1e-6)
+    history = runs(framework).whole
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert [r["lr"] for r in history] == pytest.approx(PAPER_SCHEDULE[:3], rel=1e-6)
     assert history[1]["loss"] < 0.8 * history[0]["loss"]
-    assert set(history[0]) == {"epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
-                               "val_accuracy_ema", "seconds"}
+    assert all(tuple(r) == RECORD_KEYS for r in history)
 
 
 def without_seconds(history):
@@ -121,17 +151,14 @@ def without_seconds(history):
 
 
 @pytest.mark.parametrize("framework, precision", [("torch", "float32"), ("keras", "float32"), ("keras", "float16")])
-def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, tmp_path):
-    dataset = tiny_dataset()
-    whole = train(config(framework, 3, precision=precision), tmp_path / "whole", dataset=dataset, progress=False)
-    train(config(framework, 1, precision=precision), tmp_path / "split", dataset=dataset, progress=False)
-    resumed = train(config(framework, 3, precision=precision), tmp_path / "split", resume=True, dataset=dataset, progress=False)
-    assert without_seconds(resumed) == without_seconds(whole)
-    assert resumed[2]["lr"] == pytest.approx(0.0423, rel=1e-6)  # the schedule carried over
-    saved = json.loads((tmp_path / "split" / "history.json").read_text())
-    assert without_seconds(saved) == without_seconds(whole)
+def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, runs):
+    run = runs(framework, precision)
+    assert without_seconds(run.resumed) == without_seconds(run.whole)
+    assert run.resumed[2]["lr"] == pytest.approx(0.0423, rel=1e-6)  # the schedule carried over
+    saved = json.loads((run.split_dir / "history.json").read_text())
+    assert without_seconds(saved) == without_seconds(run.whole)
     # The checkpoint is renamed into place: no partial file is left behind.
-    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == sorted(
+    assert sorted(p.name for p in run.split_dir.iterdir()) == sorted(
         ["config.json", "history.json", CHECKPOINTS[framework]])
 
 
@@ -145,52 +172,89 @@ def test_precision_auto_follows_the_device():
         config("torch", 1, precision="fp8").check()
 
 
-def test_torch_reads_the_gpus_capability(monkeypatch):
-    # torch.cuda.is_bf16_supported() is True on a T4 too (by emulation).
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    assert train_torch.gpu_capability(torch.device("cuda")) == (7, 5)
-    assert train_torch.gpu_capability(torch.device("cpu")) is None
+@pytest.mark.parametrize("capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16")])
+def test_torch_takes_its_precision_from_the_gpus_capability(capability, expected, monkeypatch):
+    # A pretend GPU: torch.cuda.is_bf16_supported() is True on a T4 too, by
+    # emulation, so only the compute capability tells the T4 (7.5) apart.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    auto = config("torch", 1)
+    assert auto.compute_dtype(train_torch.gpu_capability(torch.device("cuda"))) == expected
+    assert auto.compute_dtype(train_torch.gpu_capability(torch.device("cpu"))) == "float32"
+
+
+@pytest.fixture(scope="module")
+def mixed_trainers():
+    """A trainer per mixed precision after two epochs, with its records."""
+    made = {}
+
+    def get(precision):
+        if precision not in made:
+            # Float16 runs on a CPU are slow: one step per epoch is enough there.
+            dataset = tiny_dataset(n=8 if precision == "float16" else 16)
+            trainer = train_torch.Trainer(dataset, config("torch", 2, precision=precision), progress=False)
+            made[precision] = trainer, [trainer.run_epoch() for _ in range(2)]
+        return made[precision]
+
+    return get
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_torch_trains_in_mixed_precision(precision):
+def test_torch_trains_in_mixed_precision(precision, mixed_trainers):
     # The GPU's mixed precision paths, run on the CPU: autocast, and for
     # float16 a gradient scaler whose scale is saved with the checkpoint.
-    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=precision), progress=False)
+    trainer, records = mixed_trainers(precision)
     with trainer._autocast():
         logits = trainer.model(train_torch.to_model_input(trainer.test_images[:2], 71))
     assert logits.dtype == getattr(torch, precision)
-    records = [trainer.run_epoch() for _ in range(2)]
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in records)
     assert records[1]["loss"] < records[0]["loss"]
     assert (trainer.state_dict()["scaler"] != {}) == (precision == "float16")
 
 
+def assert_states_equal(actual, expected):
+    """Nested checkpoint dicts hold equal tensors and values."""
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            assert_states_equal(actual[key], expected[key])
+    elif isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected)
+    else:
+        assert actual == expected
+
+
 @pytest.mark.parametrize("before, after", [("float32", "float16"), ("float16", "float32"), ("float16", "bfloat16")])
-def test_torch_resume_across_precisions(before, after, tmp_path):
+def test_torch_resume_across_precisions(before, after, runs, mixed_trainers, tmp_path):
     # "auto" differs between a CPU, a T4 and an A100: a run may move between them.
-    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=before), progress=False)
-    trainer.run_epoch()
-    torch.save(trainer.state_dict(), tmp_path / "checkpoint.pt")
-    resumed = train_torch.Trainer(tiny_dataset(), config("torch", 2, precision=after), progress=False)
-    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True))
-    assert resumed.epochs_done == 1 and resumed.scaler.is_enabled() == (after == "float16")
-    assert np.isfinite(resumed.run_epoch()["loss"])
+    if before == "float32":
+        checkpoint = runs("torch").whole_dir / CHECKPOINTS["torch"]
+    else:
+        checkpoint = tmp_path / CHECKPOINTS["torch"]
+        torch.save(mixed_trainers(before)[0].state_dict(), checkpoint)
+    saved = torch.load(checkpoint, weights_only=True)
+    resumed = train_torch.Trainer(tiny_dataset(n=8), config("torch", 4, precision=after), progress=False)
+    resumed.load_state_dict(torch.load(checkpoint, weights_only=True))
+    state = resumed.state_dict()
+    for part in ("model", "optimizer", "scheduler", "ema", "rng", "epochs_done"):
+        assert_states_equal(state[part], saved[part])
+    assert resumed.scaler.is_enabled() == (after == "float16")
+    if before == after == "float16":
+        assert_states_equal(state["scaler"], saved["scaler"])
+    record = resumed.run_epoch()
+    assert record["epoch"] == saved["epochs_done"] and np.isfinite(record["loss"])
 
 
-def test_torch_resume_reads_the_checkpoint_onto_the_cpu(monkeypatch, tmp_path):
-    # Mapped onto a GPU, the saved RNG state is a CUDA tensor, which
-    # torch.set_rng_state refuses: resuming on a GPU once failed so.
-    train(config("torch", 1), tmp_path, dataset=tiny_dataset(), progress=False)
-    real_load, locations = torch.load, []
-
-    def recording_load(*args, **kwargs):
-        locations.append(kwargs.get("map_location"))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", recording_load)
-    history = train(config("torch", 2), tmp_path, resume=True, dataset=tiny_dataset(), progress=False)
-    assert locations == ["cpu"] and len(history) == 2
+def test_torch_resume_restores_the_random_state_on_the_cpu(runs, tmp_path):
+    # torch.set_rng_state takes only a CPU tensor: a checkpoint read onto a
+    # GPU once made every resume there fail. The random state is what makes
+    # the crops and dropout masks of a resumed run those of an uninterrupted one.
+    saved = torch.load(runs("torch").whole_dir / CHECKPOINTS["torch"], weights_only=True)
+    torch.manual_seed(12345)  # anything but the saved state
+    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 4), progress=False)
+    trainer.load_state_dict(saved)
+    assert trainer.state_dict()["rng"].device.type == "cpu"
+    assert torch.equal(torch.get_rng_state(), saved["rng"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -201,35 +265,38 @@ def test_torch_resumes_on_a_gpu(tmp_path):
     assert [r["epoch"] for r in history] == [0, 1] and np.isfinite(history[1]["loss"])
 
 
-def test_keras_trains_in_mixed_float16(tmp_path):
+def test_keras_trains_in_mixed_float16(runs):
     import keras
 
-    history = train(config("keras", 2, precision="float16"), tmp_path, dataset=tiny_dataset(), progress=False)
-    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in history)
-    assert history[1]["loss"] < history[0]["loss"]
-    model = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    run = runs("keras", "float16")
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in run.whole)
+    assert run.whole[1]["loss"] < run.whole[0]["loss"]
+    model = keras.saving.load_model(run.whole_dir / CHECKPOINTS["keras"])
     assert model.get_layer("block1_conv1").dtype_policy.name == "mixed_float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
 
 
-def test_keras_skipped_float16_steps_keep_the_schedule(monkeypatch, tmp_path):
+def test_keras_skipped_float16_steps_keep_the_schedule_and_the_scale_across_a_resume(monkeypatch, tmp_path):
     import keras
 
-    # Every step overflows: the loss scaler skips them all and halves its scale.
+    # Every step overflows: the loss scaler skips them all and halves its
+    # scale each time. Stopped after one epoch and resumed, the run must
+    # carry the halved scale and whole epochs of the schedule over.
     monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "check_finite", lambda self, grads: keras.ops.convert_to_tensor(False))
-    history = train(config("keras", 3, precision="float16"), tmp_path, dataset=tiny_dataset(), progress=False)
+    dataset = tiny_dataset(n=8)  # one step an epoch
+    train(config("keras", 1, precision="float16"), tmp_path, dataset=dataset, progress=False)
+    history = train(config("keras", 3, precision="float16"), tmp_path, resume=True, dataset=dataset, progress=False)
     assert [r["lr"] for r in history] == pytest.approx(PAPER_SCHEDULE[:3], rel=1e-6)
-    optimizer = keras.saving.load_model(tmp_path / "checkpoint.keras").optimizer
-    steps = 2  # 16 images in batches of 8
-    assert float(optimizer.dynamic_scale.numpy()) == 2.0**15 / 2 ** (3 * steps)
-    assert int(optimizer.iterations.numpy()) == 3 * steps
+    optimizer = keras.saving.load_model(tmp_path / CHECKPOINTS["keras"]).optimizer
+    initial_scale = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()).initial_scale
+    assert float(optimizer.dynamic_scale.numpy()) == initial_scale / 2**3
+    assert int(optimizer.iterations.numpy()) == 3
 
 
-def test_torch_checkpoint_loads_with_weights_only(tmp_path):
-    train(config("torch", 1), tmp_path, dataset=tiny_dataset(), progress=False)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert state["epochs_done"] == 1
+def test_torch_checkpoint_loads_with_weights_only(runs):
+    state = torch.load(runs("torch").whole_dir / CHECKPOINTS["torch"], weights_only=True)
+    assert state["epochs_done"] == 3
     assert set(state) >= {"model", "optimizer", "scheduler", "ema", "rng"}
 
 
