@@ -115,8 +115,7 @@ def runs(tmp_path_factory):
     def get(framework, precision="float32"):
         if (framework, precision) not in made:
             root = tmp_path_factory.mktemp(f"{framework}-{precision}")
-            # Float16 runs on a CPU are slow: one step per epoch is enough there.
-            dataset = tiny_dataset(n=8 if precision == "float16" else 16)
+            dataset = tiny_dataset(n=8)  # one step an epoch
             whole = train(config(framework, 3, precision=precision), root / "whole", dataset=dataset, progress=False)
             train(config(framework, 1, precision=precision), root / "split", dataset=dataset, progress=False)
             resumed = train(config(framework, 3, precision=precision), root / "split", resume=True,
@@ -137,7 +136,7 @@ class Runs:
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_a_few_epochs_reduce_the_training_loss(framework, runs):
-    # Two steps an epoch at the paper's learning rate; tiny batches make
+    # One step an epoch at the paper's learning rate; tiny batches make
     # longer runs jumpy, but the first steps on this easy cue are downhill.
     history = runs(framework).whole
     assert [r["epoch"] for r in history] == [0, 1, 2]
@@ -190,9 +189,7 @@ def mixed_trainers():
 
     def get(precision):
         if precision not in made:
-            # Float16 runs on a CPU are slow: one step per epoch is enough there.
-            dataset = tiny_dataset(n=8 if precision == "float16" else 16)
-            trainer = train_torch.Trainer(dataset, config("torch", 2, precision=precision), progress=False)
+            trainer = train_torch.Trainer(tiny_dataset(n=8), config("torch", 2, precision=precision), progress=False)
             made[precision] = trainer, [trainer.run_epoch() for _ in range(2)]
         return made[precision]
 
