@@ -126,6 +126,23 @@ def test_images_of_different_sizes_need_resize_to(tmp_path):
     assert data.x_test[1].tolist() == np.full((4, 4, 3), (1, 2, 3)).tolist()  # uniform stays so
 
 
+def test_resize_mixed_to_resizes_only_images_that_differ(tmp_path, folder, monkeypatch):
+    from xception_common import data as data_module
+
+    decoded = []
+    decode = data_module._ImageReader.decode
+    monkeypatch.setattr(data_module._ImageReader, "decode", lambda self, path: decoded.append(path) or decode(self, path))
+    assert load(str(folder), resize_mixed_to=4).x_train.shape == (6, HEIGHT, WIDTH, 3)  # one size: kept
+    root = write_images(tmp_path / "mixed")
+    Image.new("RGB", (5, 7), (1, 2, 3)).save(root / "test" / "moose" / "x.png")
+    decoded.clear()
+    data = load(str(root), resize_mixed_to=4)
+    assert data.x_train.shape == (6, 4, 4, 3) and data.x_test.shape == (4, 4, 4, 3)
+    assert len(decoded) == 10  # each image once
+    assert data.x_test[1].tolist() == np.full((4, 4, 3), (1, 2, 3)).tolist()
+    assert np.array_equal(data.x_train, load(str(root), resize_to=4).x_train)
+
+
 def test_resize_to_applies_to_images_of_one_size(source):
     data = load(source, resize_to=16)
     assert data.x_train.shape == (6, 16, 16, 3)

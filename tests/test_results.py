@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from xception_common import recipe, results
+from xception_common.runs import RECORD_KEYS
 
 RESULT_FILES = sorted((Path(__file__).parent.parent / "notebooks" / "results").glob("*.json"))
 
@@ -34,7 +35,7 @@ def test_each_result_is_a_whole_run_with_the_papers_schedule(path):
 def test_load_names_what_a_result_file_lacks(tmp_path):
     path = tmp_path / "run.json"
     run = {key: 1 for key in results.RUN_KEYS if key != "machine"}
-    record = {key: 0.5 for key in results.RECORD_KEYS if key != "seconds"}
+    record = {key: 0.5 for key in RECORD_KEYS if key != "seconds"}
     path.write_text(json.dumps({"run": run, "history": [record]}))
     with pytest.raises(ValueError, match=r"lacks machine, history\[0\]\.seconds"):
         results.load(path)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ import torch
 from xception_common import recipe, train_keras, train_torch
 from xception_common.data import Dataset
 from xception_common.pipeline import crop_padding, epoch_plan
-from xception_common.results import RECORD_KEYS
-from xception_common.train import CHECKPOINTS, TrainConfig, main, train
+from xception_common import runs as run_folder
+from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
+from xception_common.train import main
+from xception_common.training import train
 
 # Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
 PAPER_SCHEDULE = [0.045, 0.045, 0.0423, 0.0423, 0.039762, 0.039762, 0.03737628, 0.03737628,
@@ -159,6 +162,52 @@ def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, runs)
     # The checkpoint is renamed into place: no partial file is left behind.
     assert sorted(p.name for p in run.split_dir.iterdir()) == sorted(
         ["config.json", "history.json", CHECKPOINTS[framework]])
+
+
+class Killed(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_run_killed_between_checkpoint_and_history_loses_no_epoch(framework, runs, monkeypatch, tmp_path):
+    # scripts/gpu_results.sh stops runs with `timeout`; the kill can fall
+    # after the second epoch's checkpoint and before its history.json.
+    write_json = run_folder.write_json
+
+    def dies_writing_the_second_history(path, value):
+        if path.name == "history.json" and len(value) == 2:
+            raise Killed
+        write_json(path, value)
+
+    monkeypatch.setattr(run_folder, "write_json", dies_writing_the_second_history)
+    dataset = tiny_dataset(n=8)
+    with pytest.raises(Killed):
+        train(config(framework, 2, precision="float32"), tmp_path, dataset=dataset, progress=False)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 1  # the second record never got there
+    monkeypatch.setattr(run_folder, "write_json", write_json)
+    # Both epochs are done: resuming only reads the checkpoint and rewrites history.json.
+    resumed = train(config(framework, 2, precision="float32"), tmp_path, resume=True, dataset=dataset, progress=False)
+    assert without_seconds(resumed) == without_seconds(runs(framework).whole[:2])
+    assert json.loads((tmp_path / "history.json").read_text()) == resumed
+
+
+def test_a_checkpoint_without_a_history_keeps_the_history_file(runs, tmp_path):
+    # Checkpoints written before they kept the history: history.json has it.
+    shutil.copytree(runs("torch").whole_dir, tmp_path / "run")
+    checkpoint = tmp_path / "run" / CHECKPOINTS["torch"]
+    state = torch.load(checkpoint, weights_only=True)
+    del state["history"]
+    torch.save(state, checkpoint)
+    history = train(config("torch", 4, precision="float32"), tmp_path / "run", resume=True,
+                    dataset=tiny_dataset(n=8), progress=False)
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    assert history[:3] == runs("torch").whole
+
+
+def test_load_run_gives_the_options_and_the_history(runs):
+    options, history = run_folder.load_run(runs("keras").whole_dir)
+    assert options == config("keras", 3, precision="float32")
+    assert history == runs("keras").whole
 
 
 def test_precision_auto_follows_the_device():
@@ -363,7 +412,7 @@ def test_resume_with_other_options_is_refused(image_folder, tmp_path, capsys):
 def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_path, capsys):
     from xception_common import data
 
-    def no_internet(source, subset=None, resize_to=None):
+    def no_internet(source, **options):
         raise data.DataError("CIFAR-10 could not be downloaded (no network). Alternatives: --data digits")
 
     monkeypatch.setattr(data, "load", no_internet)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from . import architecture as arch
-from .train import auto_precision
+from .runs import auto_precision
 
 MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
@@ -214,7 +214,7 @@ def bench_keras_input(options: Options) -> Result:
     if import_keras() is None:
         return Result("keras-input", status="not installed")
     from .data import Dataset
-    from .train import TrainConfig
+    from .runs import TrainConfig
     from .train_keras import train_dataset
 
     images, labels, _ = input_data(options, options.batch_size * (options.warmup + options.steps))

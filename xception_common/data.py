@@ -70,22 +70,26 @@ def check_source(source: str) -> None:
         _find_layout(tree, source)
 
 
-def load(source: str, subset: int | None = None, resize_to: int | None = None) -> Dataset:
+def load(source: str, subset: int | None = None, resize_to: int | None = None,
+         resize_mixed_to: int | None = None) -> Dataset:
     """Load ``source`` ("cifar10", "digits", or a folder/.zip path).
 
     ``subset=N`` keeps the first N training and the first N test images (in a
     folder or zip, classes take turns, so the first N are balanced). ``resize_to=S``
-    resizes every image to S×S; it is required for a folder whose images differ
-    in size.
+    resizes every image to S×S. Images of different sizes need one of the two:
+    ``resize_mixed_to=S`` resizes every image to S×S only when they turn out
+    to differ, and keeps images of one size as they are (each image is
+    decoded once either way).
     """
     source = os.fspath(source)
     _check_positive("subset", subset)
     _check_positive("resize_to", resize_to)
+    _check_positive("resize_mixed_to", resize_mixed_to)
     if source == "cifar10":
         return _resized(_load_cifar10(subset), resize_to)
     if source == "digits":
         return _resized(_load_digits(subset), resize_to)
-    return _load_image_folders(source, subset, resize_to)
+    return _load_image_folders(source, subset, resize_to, resize_mixed_to)
 
 
 def _check_positive(name, value):
@@ -321,15 +325,16 @@ def _round_robin(files_per_class):
     return [item for rank in ranks for item in rank if item is not None]
 
 
-def _load_image_folders(source, subset, resize_to):
+def _load_image_folders(source, subset, resize_to, resize_mixed_to):
     with _open_tree(source) as tree:
         layout = _find_layout(tree, source)
-        images = _ImageReader(tree, source, resize_to)
-        splits = {}
+        reader = _ImageReader(tree, source, resize_to, resize_mixed_to)
+        decoded = {}
         for split in SPLITS:
             items = _round_robin(layout.files[split])[:subset]
             labels = np.array([label for _, label in items], dtype=np.int64)
-            splits[split] = images.read_all([path for path, _ in items]), labels
+            decoded[split] = [reader.read(path) for path, _ in items], labels
+        splits = {split: (reader.to_array(images), labels) for split, (images, labels) in decoded.items()}
     path = Path(source)
     return Dataset(
         name=path.stem if path.is_file() else path.resolve().name,
@@ -351,21 +356,15 @@ _UNREADABLE = (
 
 
 class _ImageReader:
-    """Decodes images into one array; every image must match the first one's
-    size unless ``resize_to`` is given."""
+    """Decodes images, each once. Every image must match the first one's size
+    unless ``resize_to`` is given (each image is resized as it is read) or
+    ``resize_mixed_to`` (all are resized once a size differs)."""
 
-    def __init__(self, tree, source, resize_to):
-        self.tree, self.source, self.resize_to = tree, source, resize_to
+    def __init__(self, tree, source, resize_to, resize_mixed_to):
+        self.tree, self.source = tree, source
+        self.resize_to, self.resize_mixed_to = resize_to, resize_mixed_to
         self.first = None  # (path, (width, height)) of the first image read
-
-    def read_all(self, paths):
-        array = None
-        for i, path in enumerate(paths):
-            image = self.read(path)
-            if array is None:
-                array = np.empty((len(paths), image.height, image.width, 3), dtype=np.uint8)
-            array[i] = np.asarray(image)
-        return array
+        self.mixed = False
 
     def read(self, path):
         image = self.decode(path)
@@ -373,9 +372,17 @@ class _ImageReader:
             image = _resize(image, self.resize_to)
         if self.first is None:
             self.first = path, image.size
-        elif image.size != self.first[1]:
-            raise MixedSizesError(self.size_mismatch(path, image.size))
+        elif image.size != self.first[1] and not self.mixed:
+            if self.resize_mixed_to is None:
+                raise MixedSizesError(self.size_mismatch(path, image.size))
+            self.mixed = True
         return image
+
+    def to_array(self, images):
+        """One uint8 N×H×W×3 array of the images read."""
+        if self.mixed:
+            images = [_resize(image, self.resize_mixed_to) for image in images]
+        return np.stack([np.asarray(image) for image in images])
 
     def decode(self, path):
         try:

@@ -9,8 +9,9 @@ import json
 from itertools import accumulate
 from pathlib import Path
 
+from .runs import RECORD_KEYS
+
 RUN_KEYS = ("framework", "machine", "data", "image_size", "batch_size", "epochs", "ema_decay", "command", "title")
-RECORD_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
 
 
 def load(path: str | Path) -> dict:

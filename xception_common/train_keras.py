@@ -2,13 +2,16 @@
 
 Keras' own pieces do the work: ``SGD(use_ema=True)`` keeps the Polyak
 average, ``ExponentialDecay(staircase=True)`` the schedule, kernel
-regularizers the weight decay, ``ModelCheckpoint`` saves model and optimizer
-after every epoch, and ``fit`` shows its progress bar. A ``tf.data`` pipeline
-applies the shared epoch plan (``pipeline``) on the fly.
+regularizers the weight decay, ``model.save`` the model with its optimizer,
+and ``fit`` shows its progress bar. A ``tf.data`` pipeline applies the shared
+epoch plan (``pipeline``) on the fly. The checkpoint is the ``.keras`` file
+with the run's history added to it as one more member, ``history.json``.
 """
 
+import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -19,9 +22,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import recipe  # noqa: E402
-from .results import RECORD_KEYS  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
+from .runs import RECORD_KEYS, atomic_write  # noqa: E402
+
+HISTORY_MEMBER = "history.json"  # inside the .keras checkpoint
 
 
 def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.ExponentialDecay:
@@ -156,47 +161,54 @@ class EpochBookkeeping(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self.started
 
 
-class ReplacingCheckpoint(keras.callbacks.ModelCheckpoint):
-    """``ModelCheckpoint`` that saves beside ``path`` and then renames the
-    file into place, so a run stopped while saving keeps its last checkpoint."""
+class RunCheckpoint(keras.callbacks.Callback):
+    """After each epoch: its record joins the history; the model (with its
+    optimizer) and the history are saved as one file, replaced whole, when
+    there is a ``path``; then ``saved(history)``."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        super().__init__(str(self.path.with_suffix(".tmp.keras")))
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        Path(self.filepath).replace(self.path)
-
-
-class HistoryRecorder(keras.callbacks.Callback):
-    """Hands each finished epoch's record on, after the checkpoint is saved."""
-
-    def __init__(self, on_epoch_end):
+    def __init__(self, path: Path | None, history: list[dict], saved):
         super().__init__()
-        self.report = on_epoch_end
+        self.path, self.history, self.saved = path, history, saved
 
     def on_epoch_end(self, epoch, logs=None):
-        self.report({"epoch": epoch, **{key: float(logs[key]) for key in RECORD_KEYS if key != "epoch"}})
+        self.history.append({"epoch": epoch, **{key: float(logs[key]) for key in RECORD_KEYS if key != "epoch"}})
+        if self.path is not None:
+            atomic_write(self.path, self.save)
+        self.saved(self.history)
+
+    def save(self, path: Path) -> None:
+        self.model.save(path)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(HISTORY_MEMBER, json.dumps(self.history))
 
 
-def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, device=None) -> None:
-    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists
-    and saving it after every epoch; ``on_epoch_end(record)`` follows each save."""
+def saved_history(checkpoint: Path) -> list[dict] | None:
+    """The history kept in a checkpoint; None in one from before they kept it."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        if HISTORY_MEMBER not in archive.namelist():
+            return None
+        return json.loads(archive.read(HISTORY_MEMBER))
+
+
+def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
+    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
+    after every epoch, save the checkpoint (with the history), then call
+    ``saved(history)``. Returns the history. ``earlier`` is the history of a
+    checkpoint from before checkpoints kept theirs."""
     gpu = bool(tf.config.list_physical_devices("GPU")) and device != "cpu"
     steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
     if checkpoint and checkpoint.exists():
         model = keras.saving.load_model(checkpoint)
+        first_epoch = int(model.optimizer.iterations.numpy()) // steps
+        history = saved_history(checkpoint)
+        history = list(earlier[:first_epoch]) if history is None else history
     else:
         model = build_model(dataset, config, steps, gpu)
-    first_epoch = int(model.optimizer.iterations.numpy()) // steps
+        first_epoch, history = 0, []
     if first_epoch >= config.epochs:
-        return
+        return history
     test_data = test_dataset(dataset, config)
-    callbacks = [EpochBookkeeping(test_data, config.seed, steps)]
-    if checkpoint:
-        callbacks.append(ReplacingCheckpoint(checkpoint))
-    callbacks.append(HistoryRecorder(on_epoch_end))
+    callbacks = [EpochBookkeeping(test_data, config.seed, steps), RunCheckpoint(checkpoint, history, saved)]
     model.fit(
         train_dataset(dataset, config, first_epoch),
         epochs=config.epochs,
@@ -207,3 +219,4 @@ def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, d
         shuffle=False,  # the epoch plan has shuffled already
         verbose=1 if progress else 0,
     )
+    return history

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import recipe
 from .pipeline import crop_padding, epoch_plan
+from .runs import atomic_write
 from .torch_xception import Xception
 
 
@@ -115,6 +116,7 @@ class Trainer:
         self.test_images, self.test_labels = self._to_device(dataset.x_test, dataset.y_test)
         self.padding = crop_padding(dataset.x_train.shape[1])
         self.epochs_done = 0
+        self.history = []  # one record per finished epoch
 
     def _to_device(self, images, labels):
         images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
@@ -171,6 +173,7 @@ class Trainer:
         return self.evaluate(self.ema.module)[1]
 
     def run_epoch(self) -> dict:
+        """Train and evaluate one epoch; its record joins the history."""
         epoch = self.epochs_done
         learning_rate = self.scheduler.get_last_lr()[0]
         start = time.perf_counter()
@@ -179,11 +182,13 @@ class Trainer:
         val_accuracy_ema = self.evaluate_averaged()
         if self.gpu:
             torch.cuda.synchronize()
-        return {
+        record = {
             "epoch": epoch, "lr": learning_rate, "loss": loss, "accuracy": accuracy,
             "val_loss": val_loss, "val_accuracy": val_accuracy,
             "val_accuracy_ema": val_accuracy_ema, "seconds": time.perf_counter() - start,
         }
+        self.history.append(record)
+        return record
 
     def state_dict(self) -> dict:
         state = {
@@ -194,6 +199,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "rng": torch.get_rng_state(),
             "scaler": self.scaler.state_dict(),
+            "history": self.history,
         }
         if self.gpu:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -210,20 +216,23 @@ class Trainer:
         if self.gpu and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epochs_done = state["epochs_done"]
+        self.history = list(state.get("history", []))
 
 
-def fit(config, dataset, checkpoint: Path | None, on_epoch_end, progress=True, device=None) -> None:
-    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists
-    and saving it after every epoch; ``on_epoch_end(record)`` follows each save."""
+def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
+    """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
+    after every epoch, save the checkpoint (with the history), then call
+    ``saved(history)``. Returns the history. ``earlier`` is the history of a
+    checkpoint from before checkpoints kept theirs."""
     trainer = Trainer(dataset, config, device=device, progress=progress)
     if checkpoint and checkpoint.exists():
         # Onto the CPU: the RNG states are taken only as CPU tensors, and
         # load_state_dict moves the rest to the trainer's device.
         trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        trainer.history = trainer.history or list(earlier[: trainer.epochs_done])
     while trainer.epochs_done < config.epochs:
-        record = trainer.run_epoch()
+        trainer.run_epoch()
         if checkpoint:
-            partial = checkpoint.with_suffix(".tmp")
-            torch.save(trainer.state_dict(), partial)
-            partial.replace(checkpoint)
-        on_epoch_end(record)
+            atomic_write(checkpoint, lambda partial: torch.save(trainer.state_dict(), partial))
+        saved(trainer.history)
+    return trainer.history

@@ -1,0 +1,120 @@
+"""A training run: its options and its folder.
+
+A run's folder holds three files:
+
+* ``config.json``: the options (``TrainConfig``);
+* the framework's checkpoint (``CHECKPOINTS``): weights, optimizer, schedule,
+  averaged weights, random state, and the run's history, one record per
+  finished epoch (``RECORD_KEYS``). It is the run's one source of truth;
+* ``history.json``: the history again, as plain JSON for people and plots,
+  written from the checkpoint's after every epoch.
+
+Every file is written whole or not at all (``atomic_write``). The checkpoint
+is replaced first, so a run stopped between the two writes still has its whole
+history in the checkpoint, and resuming writes ``history.json`` anew from it.
+"""
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from . import architecture as arch
+from . import recipe
+
+FRAMEWORKS = ("keras", "torch")
+DEFAULT_IMAGE_SIZE = 128
+DEFAULT_BATCH_SIZE = 64
+CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
+RECORD_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
+# Mixed precision computes in the named type and keeps float32 weights.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+NATIVE_BFLOAT16 = (8, 0)  # compute capability from which NVIDIA GPUs run bfloat16 (Ampere)
+
+
+def auto_precision(capability: tuple[int, int] | None) -> str:
+    """float32 on a CPU (``capability`` None), bfloat16 on a GPU that runs it
+    natively, float16 (with loss scaling) on an older GPU such as the T4."""
+    if capability is None:
+        return "float32"
+    return "bfloat16" if tuple(capability) >= NATIVE_BFLOAT16 else "float16"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    framework: str
+    data: str
+    epochs: int
+    image_size: int = DEFAULT_IMAGE_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    subset: int | None = None
+    seed: int = 0
+    ema_decay: float = recipe.EMA_DECAY
+    precision: str = "auto"
+
+    def compute_dtype(self, capability: tuple[int, int] | None) -> str:
+        """The precision to train in on a GPU of this compute capability
+        (None: a CPU); ``auto`` follows ``auto_precision``."""
+        return auto_precision(capability) if self.precision == "auto" else self.precision
+
+    def check(self) -> None:
+        """Raise ValueError, saying what is allowed, for an impossible option."""
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.image_size < arch.MIN_INPUT_SIZE:
+            raise ValueError(f"image size must be at least {arch.MIN_INPUT_SIZE} (Xception's minimum), got {self.image_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.subset is not None and self.subset < 1:
+            raise ValueError(f"subset must be >= 1 images, got {self.subset}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+class RunError(ValueError):
+    """The output folder cannot take this run (exists, or nothing to resume)."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(partial)`` on a sibling file, then rename it to ``path``:
+    a process stopped while writing leaves the old ``path`` as it was."""
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write(partial)
+    os.replace(partial, path)
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write(path, lambda partial: partial.write_text(json.dumps(value, indent=1) + "\n"))
+
+
+def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one that is not there or was
+    started with other options."""
+    out = Path(out)
+    holds_run = out.is_dir() and any((out / name).exists() for name in ("history.json", "config.json", *CHECKPOINTS.values()))
+    if not resume:
+        if holds_run:
+            raise RunError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out} exists and is not a folder")
+        return
+    checkpoint = out / CHECKPOINTS[config.framework]
+    if not checkpoint.exists() or not (out / "config.json").exists():
+        raise RunError(f"nothing to resume: {out} has no {checkpoint.name} and config.json from an earlier run")
+    saved = {f.name: f.default for f in fields(config)} | json.loads((out / "config.json").read_text())
+    differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
+    if differing:
+        details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
+        raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
+
+
+def load_run(out) -> tuple[TrainConfig, list[dict]]:
+    """The options and the history of the run in folder ``out``."""
+    out = Path(out)
+    config = TrainConfig(**json.loads((out / "config.json").read_text()))
+    return config, json.loads((out / "history.json").read_text())

@@ -1,0 +1,56 @@
+"""Training either Xception with the paper's recipe, from Python.
+
+``train(config, out)`` runs (or continues) a run in the folder ``out``, in
+the framework ``config`` names (``train_keras`` or ``train_torch``); ``runs``
+says what the folder holds. ``python -m xception_common.train`` is the same
+from the command line.
+"""
+
+import importlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from . import runs
+from .runs import CHECKPOINTS, TrainConfig, check_run_dir
+
+
+def load_data(config: TrainConfig):
+    """The data set of ``config``, at its own size when its images share one
+    (the pipelines resize each batch), else resized to ``image_size``."""
+    from . import data
+
+    data.check_source(config.data)
+    return data.load(config.data, subset=config.subset, resize_mixed_to=config.image_size)
+
+
+def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, progress: bool = True, device=None) -> list[dict]:
+    """Run (or continue) a training run and return its history.
+
+    ``dataset`` is a ``data.Dataset`` already loaded; by default it is loaded
+    from ``config.data``. With ``out=None`` nothing is written. The framework's
+    ``fit`` keeps the history in its checkpoint and reports it after each save.
+    """
+    config.check()
+    out = Path(out) if out is not None else None
+    if out is not None:
+        check_run_dir(config, out, resume)
+    if dataset is None:
+        dataset = load_data(config)
+    checkpoint = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_json(out / "config.json", asdict(config))
+        checkpoint = out / CHECKPOINTS[config.framework]
+
+    def saved(history):
+        if out is not None:
+            runs.write_json(out / "history.json", history)
+
+    earlier = []  # checkpoints of earlier versions of this package kept no history
+    if out is not None and resume and (out / "history.json").exists():
+        earlier = json.loads((out / "history.json").read_text())
+    framework = importlib.import_module(f".train_{config.framework}", __package__)
+    history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device)
+    saved(history)  # also when a resumed run had nothing left to do
+    return history
