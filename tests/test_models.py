@@ -70,6 +70,36 @@ def test_torch_shapes_at_299(torch_model):
     assert Xception(include_top=False).eval()(x).shape == (1, 2048, 10, 10)
 
 
+def test_head_of_a_backbone_pools_and_a_new_classifier_classifies():
+    """timm's fine-tuning interface: features, head, reset_classifier."""
+    backbone = Xception(include_top=False).eval()
+    x = torch.randn(2, 3, 71, 71)
+    with torch.no_grad():
+        features = backbone.forward_features(x)
+        pooled = backbone.forward_head(features)
+    assert features.shape == (2, 2048, 3, 3)
+    torch.testing.assert_close(pooled, features.mean(dim=(2, 3)))
+    weights = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.reset_classifier(10)
+    assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in weights.items())  # backbone kept
+    with torch.no_grad():
+        logits = backbone.eval()(x)
+        torch.testing.assert_close(backbone.forward_head(features, pre_logits=True), pooled)
+    assert logits.shape == (2, 10)
+    torch.testing.assert_close(logits, pooled @ backbone.predictions.weight.T + backbone.predictions.bias)
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 1, got 0"):
+        backbone.reset_classifier(0)
+
+
+def test_a_reset_classifier_converts_like_a_built_one():
+    """A backbone with a new classifier has the layers of a model built with one."""
+    reference = Xception(num_classes=10)
+    backbone = Xception(include_top=False)
+    backbone.reset_classifier(10)
+    assert [(k, v.shape) for k, v in backbone.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()]
+
+
 def test_keras_model_is_keras_applications_xception(keras_model):
     reference = keras.applications.Xception(weights=None)
     assert len(keras_model.layers) == len(reference.layers) == 134

@@ -178,20 +178,35 @@ class Xception(nn.Module):
     """Xception for NCHW float input of at least 71×71 pixels.
 
     ``forward`` returns logits of shape (N, num_classes), or with
-    ``include_top=False`` the (N, 2048, h, w) feature map before pooling.
+    ``include_top=False`` the (N, 2048, h, w) feature map before pooling. For
+    fine-tuning, as in timm: ``forward_features`` gives that map,
+    ``forward_head`` pools it (and classifies, when there is a classifier and
+    ``pre_logits`` is False), and ``reset_classifier`` puts a new classifier
+    on the backbone.
     """
 
     def __init__(self, num_classes: int = 1000, include_top: bool = True, dropout: float = 0.0):
         arch.check_options(num_classes, dropout)
         super().__init__()
-        self.include_top = include_top
         self.entry_flow = entry_flow()
         self.middle_flow = middle_flow()
         self.exit_flow = exit_flow()
+        self.include_top = False
         if include_top:
-            self.dropout = nn.Dropout(dropout)
-            self.predictions = nn.Linear(arch.FEATURE_CHANNELS, num_classes)
+            self._add_classifier(num_classes, dropout)
         self.apply(init_like_keras)
+
+    def _add_classifier(self, num_classes: int, dropout: float) -> None:
+        self.dropout = nn.Dropout(dropout)
+        self.predictions = nn.Linear(arch.FEATURE_CHANNELS, num_classes)
+        self.include_top = True
+
+    def reset_classifier(self, num_classes: int, dropout: float = 0.0) -> None:
+        """A new, freshly initialised classifier for ``num_classes``; the
+        backbone keeps its weights. From then on ``forward`` returns logits."""
+        arch.check_options(num_classes, dropout)
+        self._add_classifier(num_classes, dropout)
+        init_like_keras(self.predictions)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -199,8 +214,13 @@ class Xception(nn.Module):
         arch.check_image_size(x.shape[2], x.shape[3], x.shape[1])
         return self.exit_flow(self.middle_flow(self.entry_flow(x)))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling of the (N, 2048, h, w) features, then the
+        classifier: logits (N, num_classes), or the pooled (N, 2048) features
+        with ``pre_logits=True`` or on a model without a classifier."""
         pooled = features.mean(dim=(2, 3))
+        if pre_logits or not self.include_top:
+            return pooled
         return self.predictions(self.dropout(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
