@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 import torch
-
 from conftest import (
     images,
     randomize_keras_batch_norm,
@@ -12,6 +11,7 @@ from conftest import (
     relative_max_difference,
     torch_forward,
 )
+
 from xception_common.convert import keras_to_torch, torch_to_keras
 from xception_common.keras_xception import build_xception
 from xception_common.torch_xception import Xception

@@ -7,11 +7,14 @@ import torch
 from torch import nn
 
 from xception_common import architecture as arch
-from xception_common.keras_xception import build_xception, parameters_by_flow as keras_by_flow
+from xception_common.keras_xception import build_xception
+from xception_common.keras_xception import parameters_by_flow as keras_by_flow
 from xception_common.torch_xception import (
     MaxPoolSame,
     SeparableConv2d,
     Xception,
+)
+from xception_common.torch_xception import (
     parameters_by_flow as torch_by_flow,
 )
 
@@ -138,10 +141,10 @@ def test_every_depthwise_convolution_is_grouped(torch_model):
 
 
 def test_batch_norm_uses_keras_epsilon_and_momentum(keras_model, torch_model):
-    keras_bns = [l for l in keras_model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    keras_bns = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     torch_bns = [m for m in torch_model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(keras_bns) == len(torch_bns) == 2 + 4 + SEPARABLE_CONVS
-    assert {(l.epsilon, l.momentum) for l in keras_bns} == {(1e-3, 0.99)}
+    assert {(bn.epsilon, bn.momentum) for bn in keras_bns} == {(1e-3, 0.99)}
     assert {(m.eps, round(m.momentum, 12)) for m in torch_bns} == {(1e-3, 0.01)}
 
 

@@ -5,8 +5,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import keras  # noqa: E402
-import pytest  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
 
 from xception_common import costs, notebook, plots  # noqa: E402
 from xception_common.keras_xception import build_xception, separable_conv  # noqa: E402
@@ -68,4 +68,14 @@ def test_accuracy_against_time_draws_one_line_per_run_at_each_epochs_end():
     assert [line.get_label() for line in lines] == ["fast", "slow"]
     assert list(lines[0].get_xdata()) == [10.0, 15.0] and list(lines[0].get_ydata()) == [0.3, 0.5]
     assert list(lines[1].get_xdata()) == [40.0]
+    plt.close(fig)
+
+
+def test_every_run_gets_a_line_and_neighbours_differ_in_colour():
+    histories = {f"run {i}": [{"epoch": 0, "seconds": 1.0 + i, "val_accuracy": 0.1 * i}] for i in range(5)}
+    fig = plots.plot_accuracy_against_time(histories)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == list(histories)
+    colors = [matplotlib.colors.to_hex(line.get_color()) for line in lines]
+    assert len(set(colors)) == 5
     plt.close(fig)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from xception_common import recipe, train_keras, train_torch
+from xception_common import runs as run_folder
 from xception_common.data import Dataset
 from xception_common.pipeline import crop_padding, epoch_plan
-from xception_common import runs as run_folder
 from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
 from xception_common.train import main
 from xception_common.training import train
@@ -329,7 +329,8 @@ def test_keras_skipped_float16_steps_keep_the_schedule_and_the_scale_across_a_re
     # Every step overflows: the loss scaler skips them all and halves its
     # scale each time. Stopped after one epoch and resumed, the run must
     # carry the halved scale and whole epochs of the schedule over.
-    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "check_finite", lambda self, grads: keras.ops.convert_to_tensor(False))
+    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "check_finite",
+                        lambda self, grads: keras.ops.convert_to_tensor(False))
     dataset = tiny_dataset(n=8)  # one step an epoch
     train(config("keras", 1, precision="float16"), tmp_path, dataset=dataset, progress=False)
     history = train(config("keras", 3, precision="float16"), tmp_path, resume=True, dataset=dataset, progress=False)
@@ -399,7 +400,8 @@ def test_an_existing_run_is_never_overwritten(image_folder, tmp_path, capsys):
 
 def test_resume_with_other_options_is_refused(image_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["--framework", "torch", "--data", str(image_folder), "--image-size", "71", "--batch-size", "2", "--out", str(out)]
+    base = ["--framework", "torch", "--data", str(image_folder), "--image-size", "71", "--batch-size", "2",
+            "--out", str(out)]
     assert main(base + ["--epochs", "1"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and history[0]["epoch"] == 0

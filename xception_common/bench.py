@@ -218,7 +218,8 @@ def bench_keras_input(options: Options) -> Result:
     from .train_keras import train_dataset
 
     images, labels, _ = input_data(options, options.batch_size * (options.warmup + options.steps))
-    data = Dataset("random", "generated", tuple(map(str, range(options.num_classes))), images, labels, images, labels, True)
+    class_names = tuple(map(str, range(options.num_classes)))
+    data = Dataset("random", "generated", class_names, images, labels, images, labels, True)
     config = TrainConfig("keras", "random", 1, options.image_size, options.batch_size)
     batches = iter(train_dataset(data, config, first_epoch=0))
     rate = images_per_second(lambda: next(batches)[0].numpy(), options)

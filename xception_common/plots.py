@@ -11,7 +11,12 @@ KIND_COLORS = {
     "dense": "#2ca02c",
     "batchnorm": "#d62728",
 }
-RUN_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")  # one per run in a history figure
+
+
+def run_colors(count: int) -> list[str]:
+    """One colour per run, from matplotlib's colour cycle ("C0", "C1", …),
+    which repeats after its tenth: never fewer colours than runs."""
+    return [f"C{i}" for i in range(count)]
 
 
 def plot_costs_by_flow(rows: list[costs.LayerCost], title: str = ""):
@@ -61,7 +66,7 @@ def plot_histories(histories: dict[str, list[dict]], title: str = ""):
     """Loss, accuracy (test, with and without Polyak averaging) and learning
     rate per epoch, one line style per run."""
     fig, (loss_axis, accuracy_axis, lr_axis) = plt.subplots(1, 3, figsize=(14, 3.8))
-    for (name, history), color in zip(histories.items(), RUN_COLORS):
+    for (name, history), color in zip(histories.items(), run_colors(len(histories))):
         epochs = [record["epoch"] + 1 for record in history]
         loss_axis.plot(epochs, [r["loss"] for r in history], "-", color=color, label=f"{name} train")
         loss_axis.plot(epochs, [r["val_loss"] for r in history], "--", color=color, label=f"{name} test")
@@ -86,7 +91,7 @@ def plot_accuracy_against_time(histories: dict[str, list[dict]], title: str = ""
     """Test accuracy at the end of each epoch against the seconds the run had
     taken by then, one line per run."""
     fig, axis = plt.subplots(figsize=(7, 3.6))
-    for (name, history), color in zip(histories.items(), RUN_COLORS):
+    for (name, history), color in zip(histories.items(), run_colors(len(histories))):
         axis.plot(results.elapsed(history), [r["val_accuracy"] for r in history], "o-", color=color, label=name)
     axis.set_xlabel("seconds of training (epochs and their evaluation)")
     axis.set_ylabel("test accuracy")

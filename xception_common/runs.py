@@ -64,7 +64,8 @@ class TrainConfig:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.image_size < arch.MIN_INPUT_SIZE:
-            raise ValueError(f"image size must be at least {arch.MIN_INPUT_SIZE} (Xception's minimum), got {self.image_size}")
+            raise ValueError(
+                f"image size must be at least {arch.MIN_INPUT_SIZE} (Xception's minimum), got {self.image_size}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.subset is not None and self.subset < 1:
@@ -96,7 +97,8 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     """Refuse to overwrite a run, or to resume one that is not there or was
     started with other options."""
     out = Path(out)
-    holds_run = out.is_dir() and any((out / name).exists() for name in ("history.json", "config.json", *CHECKPOINTS.values()))
+    files = ("history.json", "config.json", *CHECKPOINTS.values())
+    holds_run = out.is_dir() and any((out / name).exists() for name in files)
     if not resume:
         if holds_run:
             raise RunError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")

@@ -29,13 +29,16 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
         "learning rate 0.045 x 0.94 every 2 epochs, weight decay 1e-5, dropout 0.5, Polyak averaging.",
     )
     parser.add_argument("--framework", required=True, choices=FRAMEWORKS)
-    parser.add_argument("--data", required=True, help="cifar10 (downloads), digits (bundled), or a folder/.zip with train/<class>/ and test/<class>/ images")
+    parser.add_argument("--data", required=True, help="cifar10 (downloads), digits (bundled), "
+                        "or a folder/.zip with train/<class>/ and test/<class>/ images")
     parser.add_argument("--epochs", required=True, type=int)
-    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help=f"side in pixels, >= {arch.MIN_INPUT_SIZE} (default {DEFAULT_IMAGE_SIZE})")
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                        help=f"side in pixels, >= {arch.MIN_INPUT_SIZE} (default {DEFAULT_IMAGE_SIZE})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--subset", type=int, help="use only the first N training and N test images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY, help=f"Polyak averaging rate (default {recipe.EMA_DECAY})")
+    parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY,
+                        help=f"Polyak averaging rate (default {recipe.EMA_DECAY})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="mixed precision to compute in (default auto: bfloat16 on a GPU that has it, "
                         "else float16 on a GPU, float32 on a CPU)")

@@ -39,7 +39,8 @@ def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.Exponential
     )
 
 
-def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY,
+                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
     """SGD with momentum and Polyak averaging; for float16, wrapped in a
     ``LossScaleOptimizer`` here rather than by ``compile``, so that the
     wrapper is saved with the model and a resumed run gets it back."""
@@ -132,8 +133,9 @@ def gpu_capability() -> tuple[int, int]:
 class EpochBookkeeping(keras.callbacks.Callback):
     """Per epoch: seeds dropout from (seed, epoch), so that a resumed run draws
     the masks an uninterrupted one would; then sets the optimizer's step count
-    to the epochs done and adds ``lr``, ``seconds`` and ``val_accuracy_ema``, the test accuracy with the optimizer's Polyak
-    averages swapped in (the live weights are put back afterwards)."""
+    to the epochs done and adds ``lr``, ``seconds`` and ``val_accuracy_ema``,
+    the test accuracy with the optimizer's Polyak averages swapped in (the
+    live weights are put back afterwards)."""
 
     def __init__(self, test_data, seed: int, steps: int):
         super().__init__()

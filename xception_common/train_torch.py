@@ -129,12 +129,14 @@ class Trainer:
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
-        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed, self.epochs_done)
+        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
+                          self.epochs_done)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         steps = tqdm(range(plan.steps), desc=f"epoch {self.epochs_done + 1}", disable=not self.progress, leave=False)
         for step in steps:
-            x, labels = training_batch(self.train_images, self.train_labels, plan, step, self.padding, c.image_size, self.gpu)
+            x, labels = training_batch(self.train_images, self.train_labels, plan, step, self.padding,
+                                       c.image_size, self.gpu)
             with self._autocast():
                 logits = self.model(x)
                 loss = F.cross_entropy(logits.float(), labels)

@@ -24,7 +24,8 @@ def load_data(config: TrainConfig):
     return data.load(config.data, subset=config.subset, resize_mixed_to=config.image_size)
 
 
-def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, progress: bool = True, device=None) -> list[dict]:
+def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, progress: bool = True,
+          device=None) -> list[dict]:
     """Run (or continue) a training run and return its history.
 
     ``dataset`` is a ``data.Dataset`` already loaded; by default it is loaded
