@@ -31,14 +31,24 @@ ORDERS = {
 }
 
 
-@pytest.mark.parametrize("order", ORDERS)
-def test_both_frameworks_in_one_process_exit_cleanly(order):
-    code, expected = ORDERS[order]
-    code += "import xception_common\nprint(xception_common.triton_load)\n"
+@pytest.fixture(scope="module")
+def exits():
+    """Each order in its own interpreter, all started at once: (status, stdout, stderr)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"exit status {done.returncode}\n{done.stderr[-2000:]}"
+    report = "import xception_common\nprint(xception_common.triton_load)\n"
+    processes = {order: subprocess.Popen([sys.executable, "-c", code + report], env=env, text=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for order, (code, _) in ORDERS.items()}
+    outputs = {order: process.communicate(timeout=300) for order, process in processes.items()}
+    return {order: (processes[order].returncode, *outputs[order]) for order in ORDERS}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_both_frameworks_in_one_process_exit_cleanly(order, exits):
+    _, expected = ORDERS[order]
+    status, stdout, stderr = exits[order]
+    assert status == 0, f"exit status {status}\n{stderr[-2000:]}"
     # A CPU-only torch has no triton, and then nothing needs doing.
     if importlib.util.find_spec("triton") is None:
         expected = "absent"
-    assert done.stdout.split()[-1] == expected
+    assert stdout.split()[-1] == expected

@@ -118,6 +118,12 @@ def test_keras_model_is_keras_applications_xception(keras_model):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-7)
 
 
+def test_the_models_carry_no_training_recipe(keras_model):
+    """Weight decay belongs to training (train_keras), not to the model."""
+    assert keras_model.losses == []
+    assert all(getattr(layer, "kernel_regularizer", None) is None for layer in keras_model.layers)
+
+
 def test_no_convolution_has_a_bias(keras_model, torch_model):
     keras_convs = [
         layer

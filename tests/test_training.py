@@ -168,8 +168,7 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after it runs."""
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_a_run_killed_between_checkpoint_and_history_loses_no_epoch(framework, runs, monkeypatch, tmp_path):
+def test_a_run_killed_between_checkpoint_and_history_loses_no_epoch(runs, monkeypatch, tmp_path):
     # scripts/gpu_results.sh stops runs with `timeout`; the kill can fall
     # after the second epoch's checkpoint and before its history.json.
     write_json = run_folder.write_json
@@ -182,13 +181,25 @@ def test_a_run_killed_between_checkpoint_and_history_loses_no_epoch(framework, r
     monkeypatch.setattr(run_folder, "write_json", dies_writing_the_second_history)
     dataset = tiny_dataset(n=8)
     with pytest.raises(Killed):
-        train(config(framework, 2, precision="float32"), tmp_path, dataset=dataset, progress=False)
+        train(config("torch", 2, precision="float32"), tmp_path, dataset=dataset, progress=False)
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1  # the second record never got there
     monkeypatch.setattr(run_folder, "write_json", write_json)
     # Both epochs are done: resuming only reads the checkpoint and rewrites history.json.
-    resumed = train(config(framework, 2, precision="float32"), tmp_path, resume=True, dataset=dataset, progress=False)
-    assert without_seconds(resumed) == without_seconds(runs(framework).whole[:2])
+    resumed = train(config("torch", 2, precision="float32"), tmp_path, resume=True, dataset=dataset, progress=False)
+    assert without_seconds(resumed) == without_seconds(runs("torch").whole[:2])
     assert json.loads((tmp_path / "history.json").read_text()) == resumed
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_the_checkpoints_history_wins_over_a_lagging_history_file(framework, runs, tmp_path):
+    # What a kill between the two writes leaves: history.json an epoch behind.
+    run = tmp_path / "run"
+    shutil.copytree(runs(framework).whole_dir, run)
+    (run / "history.json").write_text(json.dumps(runs(framework).whole[:2]))
+    resumed = train(config(framework, 3, precision="float32"), run, resume=True, dataset=tiny_dataset(n=8),
+                    progress=False)
+    assert resumed == runs(framework).whole
+    assert json.loads((run / "history.json").read_text()) == resumed
 
 
 def test_a_checkpoint_without_a_history_keeps_the_history_file(runs, tmp_path):

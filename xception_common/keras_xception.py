@@ -19,21 +19,16 @@ def build_xception(
     include_top: bool = True,
     dropout: float = 0.0,
     classifier_activation="softmax",
-    weight_decay: float = 0.0,
 ) -> keras.Model:
     """Xception for channels-last input of ``input_shape`` (height, width, 3).
 
     With ``include_top=False`` the model returns the 2048-channel feature map
-    before pooling. ``weight_decay`` adds the L2 penalty
-    ``weight_decay / 2 · ‖w‖²`` of every convolution and dense kernel to the
-    loss (see ``recipe``); it adds no weights.
+    before pooling.
     """
     arch.check_options(num_classes, dropout)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}")
     arch.check_image_size(*input_shape)
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
 
     inputs = keras.Input(shape=input_shape, name="input_layer")
     x = entry_flow(inputs)
@@ -44,30 +39,7 @@ def build_xception(
         if dropout:
             x = layers.Dropout(dropout, name="top_dropout")(x)
         x = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
-    model = keras.Model(inputs, x, name="xception")
-    if weight_decay:
-        add_weight_decay(model, weight_decay)
-    return model
-
-
-def add_weight_decay(model: keras.Model, weight_decay: float) -> None:
-    """Put an L2 penalty of ``weight_decay / 2`` on every kernel, so that its
-    gradient is ``weight_decay · w``, as with PyTorch's SGD ``weight_decay``.
-
-    Set on the layers too, so that a saved model keeps it."""
-    for layer in model.layers:
-        for kernel, attribute in REGULARIZED_KERNELS.items():
-            if hasattr(layer, kernel):
-                penalty = keras.regularizers.L2(weight_decay / 2)
-                setattr(layer, attribute, penalty)
-                getattr(layer, kernel).regularizer = penalty
-
-
-REGULARIZED_KERNELS = {
-    "kernel": "kernel_regularizer",
-    "depthwise_kernel": "depthwise_regularizer",
-    "pointwise_kernel": "pointwise_regularizer",
-}
+    return keras.Model(inputs, x, name="xception")
 
 
 def entry_flow(x):

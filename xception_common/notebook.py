@@ -6,6 +6,7 @@ import html
 import inspect
 import os
 import sys
+import warnings
 
 
 @contextlib.contextmanager
@@ -29,13 +30,15 @@ def quiet_stderr_fd():
 
 
 def setup(seed: int = 0) -> None:
-    """Silence TensorFlow's C++ logs, select Keras' TensorFlow backend, and seed
-    Python, NumPy, TensorFlow and PyTorch.
+    """Silence TensorFlow's C++ logs and the warning a CUDA build of torch
+    gives on a machine without a GPU driver, select Keras' TensorFlow backend,
+    and seed Python, NumPy, TensorFlow and PyTorch.
 
     Call it before anything imports TensorFlow: the log level is read once,
     at import.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message="CUDA initialization", category=UserWarning)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with quiet_stderr_fd():
         import keras

@@ -98,6 +98,26 @@ def test_dataset(dataset, config) -> tf.data.Dataset:
     )
 
 
+def add_weight_decay(model: keras.Model, weight_decay: float) -> None:
+    """Put an L2 penalty of ``weight_decay / 2`` on every kernel, so that its
+    gradient is ``weight_decay · w``, as with PyTorch's SGD ``weight_decay``.
+
+    Set on the layers too, so that a saved model keeps it."""
+    for layer in model.layers:
+        for kernel, attribute in REGULARIZED_KERNELS.items():
+            if hasattr(layer, kernel):
+                penalty = keras.regularizers.L2(weight_decay / 2)
+                setattr(layer, attribute, penalty)
+                getattr(layer, kernel).regularizer = penalty
+
+
+REGULARIZED_KERNELS = {
+    "kernel": "kernel_regularizer",
+    "depthwise_kernel": "depthwise_regularizer",
+    "pointwise_kernel": "pointwise_regularizer",
+}
+
+
 def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
     """The model, compiled; a mixed precision policy holds only while its
     layers are made (they keep it)."""
@@ -111,10 +131,10 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
             (config.image_size, config.image_size, 3),
             dropout=recipe.DROPOUT,
             classifier_activation=None,
-            weight_decay=recipe.WEIGHT_DECAY,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    add_weight_decay(model, recipe.WEIGHT_DECAY)
     model.compile(
         optimizer=make_optimizer(steps, config.ema_decay, loss_scaling=precision == "float16"),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
