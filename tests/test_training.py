@@ -15,7 +15,7 @@ import torch
 from xception_common import recipe, train_keras, train_torch
 from xception_common import runs as run_folder
 from xception_common.data import Dataset
-from xception_common.pipeline import crop_padding, epoch_plan
+from xception_common.epoch_plan import crop_padding, epoch_plan
 from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
 from xception_common.train import main
 from xception_common.training import train

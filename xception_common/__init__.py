@@ -8,7 +8,7 @@ environment can use its half:
 * ``torch_xception.Xception``: the PyTorch ``nn.Module``;
 * ``convert.keras_to_torch`` / ``convert.torch_to_keras``: weight transfer;
 * ``costs``: parameters and multiply-adds per layer in both frameworks;
-* ``recipe``, ``data``, ``pipeline``: the paper's training recipe, the data
+* ``recipe``, ``data``, ``epoch_plan``: the paper's training recipe, the data
   sets and the epoch plan both frameworks share;
 * ``runs``: a training run's options and folder; ``training.train`` trains
   it with ``train_keras`` or ``train_torch``; ``train`` is its command line;

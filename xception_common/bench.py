@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import platform
-import random
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 
 from . import architecture as arch
 from .runs import auto_precision
+from .seeding import seed_all
 
 MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
@@ -139,17 +139,10 @@ def measure_keras(model, options: Options):
 # --- the models ------------------------------------------------------------------
 
 
-def seed_all():
-    """Python's, NumPy's and PyTorch's generators (Keras seeds its own)."""
-    random.seed(SEED)
-    np.random.seed(SEED)
-    torch.manual_seed(SEED)
-
-
 def bench_torch(options: Options) -> Result:
     from .torch_xception import Xception
 
-    seed_all()
+    seed_all(SEED, ["torch"])
     cuda = options.device == "cuda"
     precision = auto_precision(torch.cuda.get_device_capability() if cuda else None)
     dtype = None if precision == "float32" else getattr(torch, precision)
@@ -164,7 +157,7 @@ def bench_torch_fp32(options: Options) -> Result:
 
     if options.device != "cuda":
         return Result("torch-fp32", status="CUDA only (on CPU the torch row is fp32)")
-    seed_all()
+    seed_all(SEED, ["torch"])
     train, infer = measure_torch(Xception(num_classes=options.num_classes), options)
     return Result("torch-fp32", "fp32, contiguous", "ok", train, infer)
 
@@ -174,7 +167,7 @@ def bench_timm(options: Options) -> Result:
         import timm
     except ImportError:
         return Result("timm", status="not installed")
-    seed_all()
+    seed_all(SEED, ["torch"])
     model = timm.create_model("legacy_xception", pretrained=False, num_classes=options.num_classes)
     train, infer = measure_torch(model, options)
     return Result("timm", f"legacy_xception, fp32, timm {timm.__version__}", "ok", train, infer)
@@ -182,7 +175,7 @@ def bench_timm(options: Options) -> Result:
 
 def input_data(options: Options, num_images: int):
     """Random uint8 images (N×32×32×3), labels, and the epoch plan over them."""
-    from .pipeline import crop_padding, epoch_plan
+    from .epoch_plan import crop_padding, epoch_plan
 
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, 256, (num_images, INPUT_SIZE, INPUT_SIZE, arch.INPUT_CHANNELS), dtype=np.uint8)
@@ -192,7 +185,7 @@ def input_data(options: Options, num_images: int):
 
 
 def bench_torch_input(options: Options) -> Result:
-    from .pipeline import crop_padding
+    from .epoch_plan import crop_padding
     from .train_torch import training_batch
 
     device = torch.device(options.device)
@@ -213,15 +206,11 @@ def bench_torch_input(options: Options) -> Result:
 def bench_keras_input(options: Options) -> Result:
     if import_keras() is None:
         return Result("keras-input", status="not installed")
-    from .data import Dataset
-    from .runs import TrainConfig
-    from .train_keras import train_dataset
+    from .epoch_plan import crop_padding
+    from .train_keras import training_batches
 
-    images, labels, _ = input_data(options, options.batch_size * (options.warmup + options.steps))
-    class_names = tuple(map(str, range(options.num_classes)))
-    data = Dataset("random", "generated", class_names, images, labels, images, labels, True)
-    config = TrainConfig("keras", "random", 1, options.image_size, options.batch_size)
-    batches = iter(train_dataset(data, config, first_epoch=0))
+    images, labels, plan = input_data(options, options.batch_size * (options.warmup + options.steps))
+    batches = iter(training_batches(images, labels, [plan], crop_padding(INPUT_SIZE), options.image_size))
     rate = images_per_second(lambda: next(batches)[0].numpy(), options)
     return Result("keras-input", f"input only: {INPUT_SIZE}px uint8 in tf.data → {options.image_size}px", "ok", rate)
 
@@ -243,7 +232,7 @@ def bench_keras(name: str, options: Options) -> Result:
     if keras is None:
         return Result(name, status="not installed")
     keras.backend.clear_session()
-    keras.utils.set_random_seed(SEED)
+    seed_all(SEED, ["keras"])
     shape = (options.image_size, options.image_size, arch.INPUT_CHANNELS)
     on_cpu = keras.device("cpu:0") if options.device == "cpu" else contextlib.nullcontext()
     with on_cpu:

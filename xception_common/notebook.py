@@ -41,12 +41,12 @@ def setup(seed: int = 0) -> None:
     warnings.filterwarnings("ignore", message="CUDA initialization", category=UserWarning)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with quiet_stderr_fd():
-        import keras
+        import keras  # noqa: F401
     import numpy as np
-    import torch
 
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow, not PyTorch
-    torch.manual_seed(seed)
+    from .seeding import seed_all
+
+    seed_all(seed)
     np.set_printoptions(precision=4, suppress=True)
 
 

@@ -4,7 +4,7 @@ Keras' own pieces do the work: ``SGD(use_ema=True)`` keeps the Polyak
 average, ``ExponentialDecay(staircase=True)`` the schedule, kernel
 regularizers the weight decay, ``model.save`` the model with its optimizer,
 and ``fit`` shows its progress bar. A ``tf.data`` pipeline applies the shared
-epoch plan (``pipeline``) on the fly. The checkpoint is the ``.keras`` file
+epoch plan (``epoch_plan``) on the fly. The checkpoint is the ``.keras`` file
 with the run's history added to it as one more member, ``history.json``.
 """
 
@@ -22,9 +22,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import recipe  # noqa: E402
+from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
-from .pipeline import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 from .runs import RECORD_KEYS, atomic_write  # noqa: E402
+from .seeding import seed_all  # noqa: E402
 
 HISTORY_MEMBER = "history.json"  # inside the .keras checkpoint
 
@@ -72,6 +73,20 @@ def augment(images, rows, cols, flips, padding: int):
     return tf.where(flips[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
 
 
+def training_batches(images, labels, plans, padding: int, image_size: int) -> tf.data.Dataset:
+    """The batches of ``plans`` (epoch plans, one after another) over uint8
+    NHWC ``images``: augmented, resized to ``image_size`` and scaled, with their
+    labels. The trainer and the benchmark both read their batches from here."""
+    columns = [np.concatenate([getattr(p, name) for p in plans]) for name in ("order", "rows", "cols", "flips")]
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def batch(order, rows, cols, flips):
+        crops = augment(tf.gather(images, order), rows, cols, flips, padding)
+        return to_model_input(crops, image_size), tf.gather(labels, order)
+
+    return tf.data.Dataset.from_tensor_slices(tuple(columns)).map(batch).prefetch(tf.data.AUTOTUNE)
+
+
 def train_dataset(dataset, config, first_epoch: int) -> tf.data.Dataset:
     """Every remaining epoch's batches, in the order the plan gives them."""
     padding = crop_padding(dataset.x_train.shape[1])
@@ -79,14 +94,7 @@ def train_dataset(dataset, config, first_epoch: int) -> tf.data.Dataset:
         epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
         for epoch in range(first_epoch, config.epochs)
     ]
-    columns = [np.concatenate([getattr(p, name) for p in plans]) for name in ("order", "rows", "cols", "flips")]
-    images, labels = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
-
-    def batch(order, rows, cols, flips):
-        crops = augment(tf.gather(images, order), rows, cols, flips, padding)
-        return to_model_input(crops, config.image_size), tf.gather(labels, order)
-
-    return tf.data.Dataset.from_tensor_slices(tuple(columns)).map(batch).prefetch(tf.data.AUTOTUNE)
+    return training_batches(dataset.x_train, dataset.y_train, plans, padding, config.image_size)
 
 
 def test_dataset(dataset, config) -> tf.data.Dataset:
@@ -121,7 +129,7 @@ REGULARIZED_KERNELS = {
 def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
     """The model, compiled; a mixed precision policy holds only while its
     layers are made (they keep it)."""
-    keras.utils.set_random_seed(config.seed)
+    seed_all(config.seed, ["keras"])
     precision = config.compute_dtype(gpu_capability() if gpu else None)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")

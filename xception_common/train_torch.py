@@ -16,8 +16,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from . import recipe
-from .pipeline import crop_padding, epoch_plan
+from .epoch_plan import crop_padding, epoch_plan
 from .runs import atomic_write
+from .seeding import seed_all
 from .torch_xception import Xception
 
 
@@ -104,7 +105,7 @@ class Trainer:
         self.gpu = self.device.type == "cuda"
         self.precision = config.compute_dtype(gpu_capability(self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "float16")
-        torch.manual_seed(config.seed)
+        seed_all(config.seed, ["torch"])
         self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT).to(self.device)
         if self.gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
