@@ -1,5 +1,7 @@
 """Weights moved Keras → PyTorch → Keras give the same network."""
 
+from collections import OrderedDict
+
 import keras
 import numpy as np
 import pytest
@@ -80,13 +82,33 @@ def test_torch_to_keras_agrees():
     assert relative_max_difference(keras_forward(keras_model, x), expected) <= TOLERANCE
 
 
-def test_keras_applications_xception_converts_despite_generated_names():
+def test_keras_applications_xception_reaches_pytorch_through_our_keras_model():
     reference = keras.applications.Xception(weights=None, classifier_activation=None)
     randomize_keras_batch_norm(reference)
-    assert any(layer.name.startswith("conv2d") for layer in reference.layers)
-    torch_model = keras_to_torch(reference, Xception())
+    torch_model = Xception()
+    before = state(torch_model)
+    # Its shortcut layers carry generated names, which no PyTorch module has.
+    with pytest.raises(ValueError, match="Keras layer 'conv2d' has no counterpart.*nothing was copied"):
+        keras_to_torch(reference, torch_model)
+    assert_unchanged(before, torch_model)
+
+    ours = build_xception(classifier_activation=None)
+    ours.set_weights(reference.get_weights())
+    keras_to_torch(ours, torch_model)
     x = images(299, n=1)
     assert relative_max_difference(torch_forward(torch_model, x), keras_forward(reference, x)) <= TOLERANCE
+
+
+def test_layers_are_paired_by_name_not_by_order():
+    source = randomize_keras_batch_norm(build_xception(input_shape=(71, 71, 3), num_classes=10,
+                                                       classifier_activation=None))
+    torch_model = Xception(num_classes=10)
+    # Registered in reverse, the flows come out of named_modules() head first.
+    torch_model._modules = OrderedDict(reversed(torch_model._modules.items()))
+    assert next(iter(torch_model.named_children()))[0] == "predictions"
+    keras_to_torch(source, torch_model)
+    x = images(71)
+    assert relative_max_difference(torch_forward(torch_model, x), keras_forward(source, x)) <= TOLERANCE
 
 
 def state(model):

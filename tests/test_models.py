@@ -1,5 +1,7 @@
 """Both models against the paper (Figure 5, Table 3) and against each other."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -7,15 +9,13 @@ import torch
 from torch import nn
 
 from xception_common import architecture as arch
+from xception_common import keras_xception, torch_xception
+from xception_common.costs import parameters_by_flow
 from xception_common.keras_xception import build_xception
-from xception_common.keras_xception import parameters_by_flow as keras_by_flow
 from xception_common.torch_xception import (
     MaxPoolSame,
     SeparableConv2d,
     Xception,
-)
-from xception_common.torch_xception import (
-    parameters_by_flow as torch_by_flow,
 )
 
 PAPER_TRAINABLE = 22_855_952  # Table 3
@@ -43,7 +43,7 @@ def test_parameter_counts_match_the_paper(keras_model, torch_model):
 
 
 def test_parameters_per_flow_are_equal(keras_model, torch_model):
-    keras_counts, torch_counts = keras_by_flow(keras_model), torch_by_flow(torch_model)
+    keras_counts, torch_counts = parameters_by_flow(keras_model), parameters_by_flow(torch_model)
     assert keras_counts == torch_counts
     assert list(keras_counts) == ["entry_flow", "middle_flow", "exit_flow", "head"]
     assert sum(keras_counts.values()) == PAPER_TRAINABLE
@@ -212,3 +212,27 @@ def test_in_place_relus_leave_inputs_and_gradients_intact():
     x_ref = before.clone().requires_grad_(True)
     reference(x_ref).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_figure_5_channels_chain_from_one_part_to_the_next():
+    parts = [*arch.ENTRY_STEM.convs, *arch.ENTRY_MODULES, *arch.MIDDLE_MODULES, arch.EXIT_MODULE,
+             *arch.EXIT_CONVS.convs]
+    for before, after in zip(parts, parts[1:]):
+        assert after.in_channels == before.filters, (before, after)
+    for module in (*arch.ENTRY_MODULES, *arch.MIDDLE_MODULES, arch.EXIT_MODULE):
+        for before, after in zip(module.convs, module.convs[1:]):
+            assert after.in_channels == before.filters, (module.name, before, after)
+        if module.shortcut:
+            assert (module.shortcut.in_channels, module.shortcut.filters) == (module.in_channels, module.filters)
+    assert [conv.relu for conv in arch.ENTRY_MODULES[0].convs] == [False, True]
+
+
+def test_the_builders_define_the_same_helpers_in_the_same_order():
+    def helpers(module):
+        return [name for name, value in vars(module).items()
+                if inspect.isfunction(value) and value.__module__ == module.__name__]
+
+    keras_helpers = helpers(keras_xception)
+    torch_helpers = helpers(torch_xception)
+    assert keras_helpers[0] == "build_xception" and torch_helpers[-1] == "init_like_keras"
+    assert keras_helpers[1:] == torch_helpers[:-1]

@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from xception_common import costs, notebook, plots  # noqa: E402
+from xception_common.costs import parameters_by_flow  # noqa: E402
 from xception_common.keras_xception import build_xception, separable_conv  # noqa: E402
-from xception_common.torch_xception import SeparableConv2d, Xception, parameters_by_flow  # noqa: E402
+from xception_common.torch_xception import SeparableConv2d, Xception  # noqa: E402
 
 
 def test_source_is_the_package_code():

@@ -9,6 +9,9 @@ that layer names in either framework point back to the same place in the figure:
   shortcut;
 * exit flow: ``block13`` is the last residual module, ``block14`` the two wide
   separable convolutions before global average pooling.
+
+Every part names its input channels as well as its output channels: Keras
+infers the first, PyTorch reads them here.
 """
 
 from dataclasses import dataclass
@@ -25,55 +28,85 @@ BN_MOMENTUM_TORCH = 1.0 - BN_MOMENTUM_KERAS
 
 
 @dataclass(frozen=True)
-class StemConv:
-    """A plain 3×3 convolution with 'valid' padding, then BN and ReLU."""
+class Conv:
+    """A plain convolution without padding, then BN. For the 1×1 projection
+    shortcuts no padding is the same as Keras' 'same'."""
 
     name: str
+    in_channels: int
     filters: int
+    kernel_size: int
     stride: int
 
 
 @dataclass(frozen=True)
-class ResidualModule:
-    """Two separable convolutions and a 3×3 stride-2 max pool, added to a
-    1×1 stride-2 projection of the module's own input.
-
-    ``start_with_relu`` is False only for the first module, whose input has just
-    passed the stem's ReLU.
-    """
+class SeparableConv:
+    """A separable 3×3 convolution (depthwise, then pointwise, nothing in
+    between) and its BN, with a ReLU when ``relu`` is True: before it inside
+    the residual modules, after it in block14."""
 
     name: str
-    filters: tuple[int, int]
-    start_with_relu: bool = True
-
-
-@dataclass(frozen=True)
-class MiddleModule:
-    """Three times ReLU → separable conv → BN, added to the module's input."""
-
-    name: str
-    filters: int = 728
-    convs: int = 3
-
-
-@dataclass(frozen=True)
-class ExitConv:
-    """Separable convolution → BN → ReLU (ReLU after, unlike the modules)."""
-
-    name: str
+    in_channels: int
     filters: int
+    relu: bool = True
 
 
-ENTRY_STEM = (StemConv("block1_conv1", 32, stride=2), StemConv("block1_conv2", 64, stride=1))
+@dataclass(frozen=True)
+class Block:
+    """Convolutions in a row: the stem (block1) and the exit convolutions (block14)."""
+
+    name: str
+    convs: tuple
+
+
+@dataclass(frozen=True)
+class ResidualModule:
+    """Separable convolutions in a row, then (``pool``) a 3×3 stride-2 max
+    pool, added to a shortcut of the module's own input: a 1×1 stride-2
+    projection, or the input itself when ``shortcut`` is None."""
+
+    name: str
+    convs: tuple[SeparableConv, ...]
+    shortcut: Conv | None
+    pool: bool
+
+    @property
+    def in_channels(self) -> int:
+        return self.convs[0].in_channels
+
+    @property
+    def filters(self) -> int:
+        return self.convs[-1].filters
+
+
+def downsampling_module(name: str, in_channels: int, filters: tuple[int, ...], first_relu: bool = True):
+    """A module of the entry and exit flows: it halves the resolution, so its
+    shortcut is a projection. Only block2 starts without a ReLU: its input has
+    just passed the stem's."""
+    channels = (in_channels, *filters)
+    convs = tuple(
+        SeparableConv(f"sepconv{i}", channels[i - 1], channels[i], relu=first_relu or i > 1)
+        for i in range(1, len(channels))
+    )
+    return ResidualModule(name, convs, Conv("shortcut", in_channels, filters[-1], 1, 2), pool=True)
+
+
+def middle_module(name: str, channels: int = 728, repeats: int = 3):
+    """A module of the middle flow: same size in and out, identity shortcut."""
+    convs = tuple(SeparableConv(f"sepconv{i}", channels, channels) for i in range(1, repeats + 1))
+    return ResidualModule(name, convs, shortcut=None, pool=False)
+
+
+ENTRY_STEM = Block("block1", (Conv("conv1", INPUT_CHANNELS, 32, 3, 2), Conv("conv2", 32, 64, 3, 1)))
 ENTRY_MODULES = (
-    ResidualModule("block2", (128, 128), start_with_relu=False),
-    ResidualModule("block3", (256, 256)),
-    ResidualModule("block4", (728, 728)),
+    downsampling_module("block2", 64, (128, 128), first_relu=False),
+    downsampling_module("block3", 128, (256, 256)),
+    downsampling_module("block4", 256, (728, 728)),
 )
-MIDDLE_MODULES = tuple(MiddleModule(f"block{i}") for i in range(5, 13))
-EXIT_MODULE = ResidualModule("block13", (728, 1024))
-EXIT_CONVS = (ExitConv("block14_sepconv1", 1536), ExitConv("block14_sepconv2", 2048))
-FEATURE_CHANNELS = EXIT_CONVS[-1].filters
+MIDDLE_MODULES = tuple(middle_module(f"block{i}") for i in range(5, 13))
+EXIT_MODULE = downsampling_module("block13", 728, (728, 1024))
+EXIT_CONVS = Block("block14", (SeparableConv("sepconv1", 1024, 1536), SeparableConv("sepconv2", 1536, 2048)))
+FEATURE_CHANNELS = EXIT_CONVS.convs[-1].filters
 
 FLOWS = {
     "entry_flow": ("block1", "block2", "block3", "block4"),

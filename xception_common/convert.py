@@ -1,11 +1,12 @@
 """Copy weights between the Keras and the PyTorch Xception, both ways.
 
-Layers are paired by position, not by name: the weighted layers of the Keras
-model in ``model.layers`` order against the PyTorch model's modules in
-registration order. That is what lets ``keras.applications.Xception``, whose
-shortcut layers carry auto-generated names, hand its ImageNet weights to
-PyTorch. Every pair is checked before anything is written, so a mismatch leaves
-both models as they were.
+Layers are paired by name: every PyTorch module with weights stands for the
+Keras layer ``keras_name`` gives (``entry_flow.block2.sepconv1.bn`` for
+``block2_sepconv1_bn``). Every pair is checked before anything is written, so
+a mismatch leaves both models as they were. ``keras.applications.Xception``
+names its shortcut layers ``conv2d``, ``batch_normalization``…; its weights
+reach PyTorch through ``build_xception``'s model, which has its layers in the
+same order: ``model.set_weights(reference.get_weights())``.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .architecture import FLOWS
 from .torch_xception import SeparableConv2d
 
 # Keras layout -> PyTorch layout, one permutation per weight (None: same layout).
@@ -61,9 +63,9 @@ class Pair:
         )
 
 
-def keras_units(keras_model) -> list:
-    """The Keras layers that hold weights, in model order."""
-    units = []
+def keras_units(keras_model) -> dict[str, object]:
+    """The Keras layers that hold weights, by name, in model order."""
+    units = {}
     for layer in keras_model.layers:
         if not layer.weights:
             continue
@@ -72,49 +74,66 @@ def keras_units(keras_model) -> list:
                 f"Keras layer {layer.name!r} is a {type(layer).__name__}; only "
                 f"{', '.join(KERAS_KINDS)} layers can be converted"
             )
-        units.append(layer)
+        units[layer.name] = layer
     return units
 
 
-def torch_units(torch_model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """The PyTorch modules that hold weights, in registration order; a
-    separable convolution counts as one unit, like Keras' SeparableConv2D."""
-    units, inside = [], ()
+def keras_name(torch_name: str) -> str:
+    """The Keras layer a PyTorch module stands for: without the flow, dots
+    as underscores, and a last ``conv`` naming the layer itself
+    (``entry_flow.block2.shortcut.conv`` → ``block2_shortcut``)."""
+    parts = torch_name.split(".")
+    if parts[0] in FLOWS:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1] == "conv":
+        parts = parts[:-1]
+    return "_".join(parts)
+
+
+def torch_units(torch_model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
+    """The PyTorch modules that hold weights as (name, module, kind), by the
+    Keras name they stand for; a separable convolution counts as one unit,
+    like Keras' SeparableConv2D."""
+    units, inside = {}, ()
     for name, module in torch_model.named_modules():
         if inside and name.startswith(inside):
             continue
         if isinstance(module, SeparableConv2d):
-            units.append((name, module, "separable"))
+            kind = "separable"
             inside = name + "."
         elif isinstance(module, nn.Conv2d):
-            units.append((name, module, "conv"))
+            kind = "conv"
         elif isinstance(module, nn.BatchNorm2d):
-            units.append((name, module, "batchnorm"))
+            kind = "batchnorm"
         elif isinstance(module, nn.Linear):
-            units.append((name, module, "dense"))
+            kind = "dense"
+        else:
+            continue
+        units[keras_name(name)] = (name, module, kind)
     return units
 
 
 def pair_layers(keras_model, torch_model: nn.Module) -> list[Pair]:
-    """Pair the two models' weighted layers and check every shape, or raise
-    ``ValueError`` naming the first layer that does not match."""
-    keras_list, torch_list = keras_units(keras_model), torch_units(torch_model)
+    """Pair the two models' weighted layers by name and check every shape,
+    or raise ``ValueError`` naming the first layer that does not match."""
+    keras_layers, torch_modules = keras_units(keras_model), torch_units(torch_model)
+    counts = f"{len(keras_layers)} weighted layers against {len(torch_modules)}"
+    for name in keras_layers:
+        if name not in torch_modules:
+            raise ValueError(
+                f"Keras layer {name!r} has no counterpart in the PyTorch model ({counts}; a module "
+                f"'entry_flow.block2.sepconv1.bn' stands for 'block2_sepconv1_bn'); nothing was copied"
+            )
+    for name, (torch_name, _, _) in torch_modules.items():
+        if name not in keras_layers:
+            raise ValueError(
+                f"PyTorch module {torch_name!r} has no counterpart {name!r} in the Keras model "
+                f"({counts}); nothing was copied"
+            )
     pairs = []
-    for i in range(max(len(keras_list), len(torch_list))):
-        if i >= len(keras_list):
-            name = torch_list[i][0]
-            raise ValueError(
-                f"PyTorch module {name!r} has no counterpart in the Keras model "
-                f"({len(keras_list)} weighted layers against {len(torch_list)}); nothing was copied"
-            )
-        if i >= len(torch_list):
-            raise ValueError(
-                f"Keras layer {keras_list[i].name!r} has no counterpart in the PyTorch model "
-                f"({len(keras_list)} weighted layers against {len(torch_list)}); nothing was copied"
-            )
-        keras_layer, (name, module, kind) = keras_list[i], torch_list[i]
-        pair = Pair(keras_layer, name, module, kind)
-        if KERAS_KINDS[type(keras_layer).__name__] != kind or not _shapes_match(pair):
+    for name, keras_layer in keras_layers.items():
+        pair = Pair(keras_layer, *torch_modules[name])
+        if KERAS_KINDS[type(keras_layer).__name__] != pair.kind or not _shapes_match(pair):
             raise ValueError(pair.describe() + "; nothing was copied")
         pairs.append(pair)
     return pairs

@@ -80,7 +80,7 @@ def torch_layer_costs(model, image_size: int = arch.DEFAULT_INPUT_SIZE) -> list[
         if not info.is_leaf_layer or not info.trainable_params:
             continue
         name = names[id(module)]
-        flow = "head" if name == "predictions" else name.split(".")[0]
+        flow = torch_flow_of(name)
         if isinstance(module, nn.Conv2d):
             kind = "depthwise" if module.groups > 1 else "pointwise" if name.endswith(".pointwise") else "conv"
             rows.append(LayerCost(name, flow, kind, info.trainable_params, info.macs))
@@ -91,6 +91,28 @@ def torch_layer_costs(model, image_size: int = arch.DEFAULT_INPUT_SIZE) -> list[
         else:
             raise ValueError(f"no cost rule for PyTorch module {name!r} ({type(module).__name__})")
     return rows
+
+
+def parameters_by_flow(model) -> dict[str, int]:
+    """Trainable parameters of each flow of either framework's Xception, in
+    Figure 5's order (entry, middle, exit flow, head)."""
+    counts = dict.fromkeys(arch.FLOWS, 0)
+    if hasattr(model, "named_parameters"):  # PyTorch
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                counts[torch_flow_of(name)] += parameter.numel()
+    else:
+        for layer in model.layers:
+            if layer.trainable_weights:
+                counts[arch.flow_of(layer.name)] += sum(prod(w.shape) for w in layer.trainable_weights)
+    return {flow: n for flow, n in counts.items() if n}
+
+
+def torch_flow_of(name: str) -> str:
+    """The flow of a PyTorch module or parameter: its first name part, or
+    'head' for the classifier (``predictions``)."""
+    first = name.split(".")[0]
+    return "head" if first == "predictions" else first
 
 
 def totals_by(rows: list[LayerCost], key: str) -> dict[str, tuple[int, int]]:

@@ -4,7 +4,8 @@ Layer for layer the network of ``keras.applications.Xception``: the same layers
 in the same order, so ``model.set_weights(reference.get_weights())`` works and
 the official ImageNet weights load into it. Unlike the original, the projection
 shortcuts are named too (``block2_shortcut``), and dropout can precede the
-classifier.
+classifier. ``torch_xception`` builds the same network with the same helpers,
+in the same order.
 """
 
 import keras
@@ -43,10 +44,7 @@ def build_xception(
 
 
 def entry_flow(x):
-    for conv in arch.ENTRY_STEM:
-        x = layers.Conv2D(conv.filters, 3, strides=conv.stride, use_bias=False, name=conv.name)(x)
-        x = batch_norm(conv.name + "_bn")(x)
-        x = layers.Activation("relu", name=conv.name + "_act")(x)
+    x = stem(x, arch.ENTRY_STEM)
     for module in arch.ENTRY_MODULES:
         x = residual_module(x, module)
     return x
@@ -54,62 +52,73 @@ def entry_flow(x):
 
 def middle_flow(x):
     for module in arch.MIDDLE_MODULES:
-        shortcut = x
-        for i in range(1, module.convs + 1):
-            x = relu_separable_bn(x, module.filters, f"{module.name}_sepconv{i}")
-        x = layers.Add(name=f"{module.name}_add")([x, shortcut])
+        x = residual_module(x, module)
     return x
 
 
 def exit_flow(x):
     x = residual_module(x, arch.EXIT_MODULE)
-    for conv in arch.EXIT_CONVS:
-        x = separable_conv(conv.filters, conv.name)(x)
-        x = batch_norm(conv.name + "_bn")(x)
-        x = layers.Activation("relu", name=conv.name + "_act")(x)
+    x = exit_convs(x, arch.EXIT_CONVS)
+    return x
+
+
+def stem(x, block: arch.Block):
+    for conv in block.convs:
+        x = conv_bn_relu(x, conv, f"{block.name}_{conv.name}")
     return x
 
 
 def residual_module(x, module: arch.ResidualModule):
-    """Main path: [ReLU] → sep → BN → ReLU → sep → BN → max pool; plus a
-    1×1 stride-2 projection (conv → BN) of the module's own input."""
-    shortcut = layers.Conv2D(
-        module.filters[1], 1, strides=2, padding="same", use_bias=False,
-        name=f"{module.name}_shortcut",
-    )(x)
-    shortcut = batch_norm(f"{module.name}_shortcut_bn")(shortcut)
-
-    for i, filters in enumerate(module.filters, start=1):
-        relu = module.start_with_relu or i > 1
-        x = relu_separable_bn(x, filters, f"{module.name}_sepconv{i}", relu=relu)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{module.name}_pool")(x)
+    """[ReLU] → separable conv → BN, repeated, then max pool where the module
+    has one; added to its shortcut: a 1×1 stride-2 projection (conv → BN) of
+    the module's input, or the input itself."""
+    shortcut = x
+    if module.shortcut:
+        shortcut = conv_bn(x, module.shortcut, f"{module.name}_{module.shortcut.name}")
+    for conv in module.convs:
+        x = relu_separable_bn(x, conv, f"{module.name}_{conv.name}")
+    if module.pool:
+        x = max_pool(f"{module.name}_pool")(x)
     return layers.Add(name=f"{module.name}_add")([x, shortcut])
 
 
-def relu_separable_bn(x, filters: int, name: str, relu: bool = True):
-    if relu:
-        x = layers.Activation("relu", name=name + "_act")(x)
-    x = separable_conv(filters, name)(x)
+def exit_convs(x, block: arch.Block):
+    for conv in block.convs:
+        x = separable_bn_relu(x, conv, f"{block.name}_{conv.name}")
+    return x
+
+
+def conv_bn_relu(x, conv: arch.Conv, name: str):
+    x = conv_bn(x, conv, name)
+    return layers.Activation("relu", name=name + "_act")(x)
+
+
+def conv_bn(x, conv: arch.Conv, name: str):
+    x = layers.Conv2D(conv.filters, conv.kernel_size, strides=conv.stride, use_bias=False, name=name)(x)
     return batch_norm(name + "_bn")(x)
 
 
-def separable_conv(filters: int, name: str):
+def relu_separable_bn(x, conv: arch.SeparableConv, name: str):
+    if conv.relu:
+        x = layers.Activation("relu", name=name + "_act")(x)
+    x = separable_conv(conv, name)(x)
+    return batch_norm(name + "_bn")(x)
+
+
+def separable_bn_relu(x, conv: arch.SeparableConv, name: str):
+    x = separable_conv(conv, name)(x)
+    x = batch_norm(name + "_bn")(x)
+    return layers.Activation("relu", name=name + "_act")(x)
+
+
+def separable_conv(conv: arch.SeparableConv, name: str):
     """Depthwise 3×3 then pointwise 1×1, nothing in between."""
-    return layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name)
+    return layers.SeparableConv2D(conv.filters, 3, padding="same", use_bias=False, name=name)
 
 
 def batch_norm(name: str):
-    return layers.BatchNormalization(
-        epsilon=arch.BN_EPSILON, momentum=arch.BN_MOMENTUM_KERAS, name=name
-    )
+    return layers.BatchNormalization(epsilon=arch.BN_EPSILON, momentum=arch.BN_MOMENTUM_KERAS, name=name)
 
 
-def parameters_by_flow(model: keras.Model) -> dict[str, int]:
-    """Trainable parameters of each flow of a model built here, in the order
-    entry flow, middle flow, exit flow, head."""
-    counts = dict.fromkeys(arch.FLOWS, 0)
-    for layer in model.layers:
-        if layer.trainable_weights:
-            flow = arch.flow_of(layer.name)
-            counts[flow] += sum(int(w.numpy().size) for w in layer.trainable_weights)
-    return {flow: n for flow, n in counts.items() if n}
+def max_pool(name: str):
+    return layers.MaxPooling2D(3, strides=2, padding="same", name=name)

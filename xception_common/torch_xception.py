@@ -1,10 +1,11 @@
 """Xception in PyTorch, built from ``architecture`` like the Keras model.
 
-Modules are named after the Keras layers (``entry_flow.block2.sepconv1.bn`` is
-Keras' ``block2_sepconv1_bn``) and registered in Keras' layer order, so weights
-move between the two by position (see ``convert``). Two details keep the numbers equal to TensorFlow's:
-BatchNorm uses Keras' epsilon and momentum, and max pooling reproduces
-TensorFlow's 'same' padding at every input size.
+The helpers mirror ``keras_xception``'s: same names, same order, same loops,
+each returning a module where Keras' returns a tensor. Modules are named after
+the Keras layers (``entry_flow.block2.sepconv1.bn`` is Keras'
+``block2_sepconv1_bn``), which is how ``convert`` pairs them. Two details keep
+the numbers equal to TensorFlow's: BatchNorm uses Keras' epsilon and momentum,
+and max pooling reproduces TensorFlow's 'same' padding at every input size.
 """
 
 from collections import OrderedDict
@@ -16,14 +17,123 @@ from torch import nn
 from . import architecture as arch
 
 
+def entry_flow() -> nn.Sequential:
+    blocks = OrderedDict({arch.ENTRY_STEM.name: stem(arch.ENTRY_STEM)})
+    for module in arch.ENTRY_MODULES:
+        blocks[module.name] = residual_module(module)
+    return nn.Sequential(blocks)
+
+
+def middle_flow() -> nn.Sequential:
+    blocks = OrderedDict()
+    for module in arch.MIDDLE_MODULES:
+        blocks[module.name] = residual_module(module)
+    return nn.Sequential(blocks)
+
+
+def exit_flow() -> nn.Sequential:
+    blocks = OrderedDict({arch.EXIT_MODULE.name: residual_module(arch.EXIT_MODULE)})
+    blocks[arch.EXIT_CONVS.name] = exit_convs(arch.EXIT_CONVS)
+    return nn.Sequential(blocks)
+
+
+def stem(block: arch.Block) -> nn.Sequential:
+    layers = OrderedDict()
+    for conv in block.convs:
+        layers[conv.name] = conv_bn_relu(conv)
+    return nn.Sequential(layers)
+
+
+def residual_module(module: arch.ResidualModule) -> "Residual":
+    """[ReLU] → separable conv → BN, repeated, then max pool where the module
+    has one; added to its shortcut: a 1×1 stride-2 projection (conv → BN) of
+    the module's input, or the input itself."""
+    shortcut, layers = nn.Identity(), OrderedDict()
+    if module.shortcut:
+        shortcut = conv_bn(module.shortcut)
+    for i, conv in enumerate(module.convs):  # the first ReLU keeps the input: the shortcut reads it
+        layers[conv.name] = relu_separable_bn(conv, inplace=i > 0)
+    if module.pool:
+        layers["pool"] = max_pool()
+    return Residual(shortcut, layers)
+
+
+def exit_convs(block: arch.Block) -> nn.Sequential:
+    layers = OrderedDict()
+    for conv in block.convs:
+        layers[conv.name] = separable_bn_relu(conv)
+    return nn.Sequential(layers)
+
+
+class Residual(nn.Module):
+    """``layers(x) + shortcut(x)``, Keras' ``Add`` of a module's two paths.
+
+    The shortcut is registered last: Keras lists the shortcut's layers after
+    the main path's, so both models report their layers in one order."""
+
+    def __init__(self, shortcut: nn.Module, layers: OrderedDict):
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        *layers, shortcut = self.children()
+        out = x
+        for layer in layers:
+            out = layer(out)
+        return out + shortcut(x)
+
+
+def conv_bn_relu(conv: arch.Conv) -> nn.Sequential:
+    layers = conv_bn(conv)
+    layers.add_module("act", nn.ReLU(inplace=True))
+    return layers
+
+
+def conv_bn(conv: arch.Conv) -> nn.Sequential:
+    layer = nn.Conv2d(conv.in_channels, conv.filters, conv.kernel_size, stride=conv.stride, bias=False)
+    return nn.Sequential(OrderedDict(conv=layer, bn=batch_norm(conv.filters)))
+
+
+def relu_separable_bn(conv: arch.SeparableConv, inplace: bool = True) -> nn.Sequential:
+    layers = OrderedDict()
+    if conv.relu:
+        layers["act"] = nn.ReLU(inplace=inplace)
+    layers["conv"] = separable_conv(conv)
+    layers["bn"] = batch_norm(conv.filters)
+    return nn.Sequential(layers)
+
+
+def separable_bn_relu(conv: arch.SeparableConv) -> nn.Sequential:
+    layers = OrderedDict()
+    layers["conv"] = separable_conv(conv)
+    layers["bn"] = batch_norm(conv.filters)
+    layers["act"] = nn.ReLU(inplace=True)
+    return nn.Sequential(layers)
+
+
+def separable_conv(conv: arch.SeparableConv) -> "SeparableConv2d":
+    """Depthwise 3×3 then pointwise 1×1, nothing in between."""
+    return SeparableConv2d(conv.in_channels, conv.filters)
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=arch.BN_EPSILON, momentum=arch.BN_MOMENTUM_TORCH)
+
+
+def max_pool() -> "MaxPoolSame":
+    return MaxPoolSame()
+
+
 class SeparableConv2d(nn.Module):
-    """Depthwise 3×3 (one filter per input channel) then pointwise 1×1."""
+    """Keras' ``SeparableConv2D`` without bias: a depthwise 3×3 convolution
+    (one filter per input channel, ``groups=in_channels``), then a pointwise
+    1×1 that mixes the channels."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.depthwise = nn.Conv2d(
-            in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False
-        )
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x):
@@ -42,126 +152,6 @@ class MaxPoolSame(nn.Module):
     def forward(self, x):
         padding = tuple(side % 2 for side in x.shape[-2:])
         return F.max_pool2d(x, 3, stride=2, padding=padding, ceil_mode=True)
-
-
-def batch_norm(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=arch.BN_EPSILON, momentum=arch.BN_MOMENTUM_TORCH)
-
-
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, **act) -> nn.Sequential:
-    """A plain convolution and its BN, optionally followed by ``act=module``."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
-    return nn.Sequential(OrderedDict(conv=conv, bn=batch_norm(out_channels), **act))
-
-
-class ReLUSeparableBN(nn.Sequential):
-    """[ReLU] → separable conv → BN, the unit of the entry and middle flows.
-
-    The first unit of a module must not apply its ReLU in place: the module's
-    input is also its shortcut.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, relu: bool = True, inplace: bool = True):
-        super().__init__(
-            OrderedDict(
-                [
-                    *([("act", nn.ReLU(inplace=inplace))] if relu else []),
-                    ("conv", SeparableConv2d(in_channels, out_channels)),
-                    ("bn", batch_norm(out_channels)),
-                ]
-            )
-        )
-
-
-class Stem(nn.Sequential):
-    """block1: two plain 3×3 convolutions with 'valid' padding, BN, ReLU."""
-
-    def __init__(self):
-        layers = OrderedDict()
-        in_channels = arch.INPUT_CHANNELS
-        for conv in arch.ENTRY_STEM:
-            layers[conv.name.removeprefix("block1_")] = conv_bn(
-                in_channels, conv.filters, 3, conv.stride, act=nn.ReLU(inplace=True)
-            )
-            in_channels = conv.filters
-        super().__init__(layers)
-
-
-class ResidualModule(nn.Module):
-    """Two separable convs and a 'same' max pool, plus a 1×1 stride-2
-    projection shortcut taken from this module's own input."""
-
-    def __init__(self, in_channels: int, module: arch.ResidualModule):
-        super().__init__()
-        first, second = module.filters
-        self.sepconv1 = ReLUSeparableBN(in_channels, first, relu=module.start_with_relu, inplace=False)
-        self.sepconv2 = ReLUSeparableBN(first, second)
-        self.pool = MaxPoolSame()
-        self.shortcut = conv_bn(in_channels, second, 1, stride=2)
-
-    def forward(self, x):
-        out = self.pool(self.sepconv2(self.sepconv1(x)))
-        out += self.shortcut(x)
-        return out
-
-
-class MiddleModule(nn.Sequential):
-    """Three ReLU → separable conv → BN units with an identity shortcut."""
-
-    def __init__(self, module: arch.MiddleModule):
-        super().__init__(
-            OrderedDict(
-                (f"sepconv{i}", ReLUSeparableBN(module.filters, module.filters, inplace=i > 1))
-                for i in range(1, module.convs + 1)
-            )
-        )
-
-    def forward(self, x):
-        out = super().forward(x)
-        out += x
-        return out
-
-
-class ExitConv(nn.Sequential):
-    """Separable conv → BN → ReLU (block14)."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            OrderedDict(
-                conv=SeparableConv2d(in_channels, out_channels),
-                bn=batch_norm(out_channels),
-                act=nn.ReLU(inplace=True),
-            )
-        )
-
-
-def entry_flow() -> nn.Sequential:
-    blocks = OrderedDict(block1=Stem())
-    in_channels = arch.ENTRY_STEM[-1].filters
-    for module in arch.ENTRY_MODULES:
-        blocks[module.name] = ResidualModule(in_channels, module)
-        in_channels = module.filters[-1]
-    return nn.Sequential(blocks)
-
-
-def middle_flow() -> nn.Sequential:
-    return nn.Sequential(OrderedDict((m.name, MiddleModule(m)) for m in arch.MIDDLE_MODULES))
-
-
-def exit_flow() -> nn.Sequential:
-    module = arch.EXIT_MODULE
-    in_channels = arch.MIDDLE_MODULES[-1].filters
-    block14 = OrderedDict()
-    channels = module.filters[-1]
-    for conv in arch.EXIT_CONVS:
-        block14[conv.name.removeprefix("block14_")] = ExitConv(channels, conv.filters)
-        channels = conv.filters
-    return nn.Sequential(
-        OrderedDict(
-            block13=ResidualModule(in_channels, module),
-            block14=nn.Sequential(block14),
-        )
-    )
 
 
 def init_like_keras(module: nn.Module) -> None:
@@ -226,14 +216,3 @@ class Xception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.forward_features(x)
         return self.forward_head(features) if self.include_top else features
-
-
-def parameters_by_flow(model: Xception) -> dict[str, int]:
-    """Trainable parameters of each flow, named as in ``architecture.FLOWS``."""
-    parts = {"entry_flow": model.entry_flow, "middle_flow": model.middle_flow, "exit_flow": model.exit_flow}
-    if model.include_top:
-        parts["head"] = model.predictions
-    return {
-        flow: sum(p.numel() for p in part.parameters() if p.requires_grad)
-        for flow, part in parts.items()
-    }
