@@ -44,3 +44,15 @@ def test_torchinfo_total_differs_only_by_its_batch_norm_entries(rows):
     stats = torchinfo.summary(Xception(), input_size=(1, 3, 299, 299), device="cpu", verbose=0)
     bn_params = costs.totals_by(torch_rows, "kind")["batchnorm"][0]
     assert stats.total_mult_adds == sum(row.mult_adds for row in torch_rows) + bn_params
+
+
+def test_another_keras_model_is_counted_with_its_own_groups():
+    import keras
+
+    inception = keras.applications.InceptionV3(weights=None)
+    rows = costs.keras_layer_costs(inception, flow_of=lambda name: "inception")
+    trainable = sum(int(w.numpy().size) for w in inception.trainable_weights)
+    assert sum(row.params for row in rows) == trainable
+    first = rows[0]  # 3×3 stride 2 'valid', 3 → 32 channels: 299 → 149
+    assert (first.kind, first.params, first.mult_adds) == ("conv", 3 * 3 * 3 * 32, 149 * 149 * 3 * 3 * 3 * 32)
+    assert {row.flow for row in rows} == {"inception"}

@@ -23,9 +23,12 @@ def test_source_is_the_package_code():
 
 def test_side_by_side_escapes_and_titles_both_columns():
     shown = notebook.side_by_side("a < b", "x & y", titles=("left", "right"))
-    assert shown.data.count("<td") == 2
-    assert "a &lt; b" in shown.data and "x &amp; y" in shown.data
-    assert "<th style='text-align:left'>left</th>" in shown.data
+    table = shown._repr_html_()
+    assert table.count("<td") == 2
+    assert "a &lt; b" in table and "x &amp; y" in table
+    assert "<th style='text-align:left'>left</th>" in table
+    # Where only text is shown, both blocks appear whole, each under its title.
+    assert repr(shown) == "left\n----\na < b\n\nright\n-----\nx & y"
 
 
 def test_keras_summary_is_plain_text_of_fixed_width():

@@ -34,14 +34,17 @@ class LayerCost:
     mult_adds: int
 
 
-def keras_layer_costs(model) -> list[LayerCost]:
-    """One row per weighted layer of a Keras Xception (two per separable conv)."""
+def keras_layer_costs(model, flow_of=arch.flow_of) -> list[LayerCost]:
+    """One row per weighted layer of a Keras Xception (two per separable conv).
+
+    Another Keras model of these layer kinds (``keras.applications.InceptionV3``)
+    is counted too, with ``flow_of`` naming each layer's group."""
     rows = []
     for layer in model.layers:
         kind = type(layer).__name__
         if not layer.trainable_weights:
             continue
-        flow = arch.flow_of(layer.name)
+        flow = flow_of(layer.name)
         pixels = prod(layer.output.shape[1:3]) if len(layer.output.shape) == 4 else 1
         if kind == "SeparableConv2D":
             depthwise, pointwise = layer.depthwise_kernel.shape, layer.pointwise_kernel.shape
@@ -50,8 +53,8 @@ def keras_layer_costs(model) -> list[LayerCost]:
             rows.append(LayerCost(layer.name + ".pointwise", flow, "pointwise",
                                   prod(pointwise), pixels * prod(pointwise)))
         elif kind == "Conv2D":
-            kernel = prod(layer.kernel.shape)
-            rows.append(LayerCost(layer.name, flow, "conv", kernel, pixels * kernel))
+            params = sum(prod(w.shape) for w in layer.trainable_weights)
+            rows.append(LayerCost(layer.name, flow, "conv", params, pixels * prod(layer.kernel.shape)))
         elif kind == "Dense":
             params = layer.count_params()
             rows.append(LayerCost(layer.name, flow, "dense", params, params))

@@ -4,6 +4,7 @@ same in JupyterLab, in Colab and under ``pytest --nbval``."""
 import contextlib
 import html
 import inspect
+import logging
 import os
 import sys
 import warnings
@@ -30,7 +31,7 @@ def quiet_stderr_fd():
 
 
 def setup(seed: int = 0) -> None:
-    """Silence TensorFlow's C++ logs and the warning a CUDA build of torch
+    """Silence TensorFlow's C++ logs and the warnings a CUDA build of torch
     gives on a machine without a GPU driver, select Keras' TensorFlow backend,
     and seed Python, NumPy, TensorFlow and PyTorch.
 
@@ -39,6 +40,7 @@ def setup(seed: int = 0) -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="CUDA initialization", category=UserWarning)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found"
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with quiet_stderr_fd():
         import keras  # noqa: F401
@@ -55,17 +57,28 @@ def source(*objects) -> str:
     return "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
 
 
-def side_by_side(left: str, right: str, titles=("Keras", "PyTorch")):
-    """Two blocks of text in two columns, for code or summaries that mirror
-    each other."""
-    from IPython.display import HTML
+class SideBySide:
+    """Two blocks of text in two columns where HTML shows (JupyterLab, Colab,
+    GitHub), one after the other, under their titles, where only text does."""
 
-    head = "".join(f"<th style='text-align:left'>{html.escape(t)}</th>" for t in titles)
-    cells = "".join(
-        f"<td style='text-align:left; vertical-align:top'><pre>{html.escape(text)}</pre></td>"
-        for text in (left, right)
-    )
-    return HTML(f"<table><tr>{head}</tr><tr>{cells}</tr></table>")
+    def __init__(self, left: str, right: str, titles=("Keras", "PyTorch")):
+        self.blocks = tuple(zip(titles, (left, right)))
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{html.escape(title)}</th>" for title, _ in self.blocks)
+        cells = "".join(
+            f"<td style='text-align:left; vertical-align:top'><pre>{html.escape(text)}</pre></td>"
+            for _, text in self.blocks
+        )
+        return f"<table><tr>{head}</tr><tr>{cells}</tr></table>"
+
+    def __repr__(self) -> str:
+        return "\n\n".join(f"{title}\n{'-' * len(title)}\n{text}" for title, text in self.blocks)
+
+
+def side_by_side(left: str, right: str, titles=("Keras", "PyTorch")) -> SideBySide:
+    """Code or summaries that mirror each other, for display in a notebook."""
+    return SideBySide(left, right, titles)
 
 
 def keras_summary(model, line_length: int = 88) -> str:
