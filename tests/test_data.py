@@ -40,12 +40,14 @@ def write_images(root, files=FILES, size=(WIDTH, HEIGHT)):
     return root
 
 
-def zip_folder(folder, zip_path, inside=""):
+def zip_folder(folder, zip_path, inside="", folder_entries=True):
     """Zip ``folder``'s contents, under ``inside/`` when given, with some macOS clutter.
-    Members go in reverse order: the loader must sort them itself."""
+    Members go in reverse order: the loader must sort them itself. Without
+    ``folder_entries`` the zip holds files only, and its folders are implied by their names."""
     with zipfile.ZipFile(zip_path, "w") as archive:
         for path in sorted(folder.rglob("*"), reverse=True):
-            archive.write(path, os.path.join(inside, path.relative_to(folder)))
+            if folder_entries or path.is_file():
+                archive.write(path, os.path.join(inside, path.relative_to(folder)))
         archive.writestr("__MACOSX/train/ant/._a.png", b"not an image")
         archive.writestr(os.path.join(inside, "train/ant/._a.png"), b"not an image")
         archive.writestr(os.path.join(inside, "train/ant/.DS_Store"), b"not an image")
@@ -60,13 +62,18 @@ def folder(tmp_path):
     return root
 
 
-@pytest.fixture(params=["folder", "zip", "nested zip"])
+@pytest.fixture(params=["folder", "zip", "nested zip", "zip of files only", "nested zip of files only"])
 def source(request, folder, tmp_path):
-    """The same images as a folder, a zip, and a zip with one top-level folder."""
+    """The same images as a folder, a zip, and a zip with one top-level folder; each zip
+    also without entries for its folders."""
     if request.param == "folder":
         return str(folder)
-    inside = "cifar-like" if request.param == "nested zip" else ""
-    return str(zip_folder(folder, tmp_path / "my-images.zip", inside))
+    inside = "cifar-like" if "nested" in request.param else ""
+    folder_entries = "files only" not in request.param
+    zip_path = zip_folder(folder, tmp_path / "my-images.zip", inside, folder_entries)
+    with zipfile.ZipFile(zip_path) as archive:  # the fixture makes what it says
+        assert any(name.endswith("/") for name in archive.namelist()) == folder_entries
+    return str(zip_path)
 
 
 def expected_order(split):
@@ -240,6 +247,32 @@ def test_corrupt_image_names_the_file(tmp_path, as_zip):
     check_source(str(source))  # listing only: the damage shows when decoding
     with pytest.raises(DataError, match=r"cannot read image test/zebra/y.png \(.*\); remove or"):
         load(str(source))
+
+
+def test_a_zip_is_opened_once_and_closed_when_loading_ends(tmp_path, monkeypatch):
+    root = write_images(tmp_path / "data")
+    good = str(zip_folder(root, tmp_path / "good.zip"))
+    (root / "test" / "zebra" / "y.png").write_bytes(b"broken")  # the last test image
+    broken = str(zip_folder(root, tmp_path / "broken.zip"))
+    opened, closed = [], []
+    init, close = zipfile.ZipFile.__init__, zipfile.ZipFile.close
+
+    def recording_init(self, *args, **kwargs):
+        opened.append(self)
+        init(self, *args, **kwargs)
+
+    def recording_close(self):
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", recording_init)
+    monkeypatch.setattr(zipfile.ZipFile, "close", recording_close)
+    load(good)
+    check_source(good)
+    with pytest.raises(DataError, match="cannot read image test/zebra/y.png"):
+        load(broken)
+    assert len(opened) == 3  # one per call
+    assert all(archive in closed for archive in opened)  # all still referenced: closed by the loader
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, True, "10"])
