@@ -58,3 +58,15 @@ def torch_forward(model, x_nhwc):
 
 def relative_max_difference(actual, expected):
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def tiny_dataset(n=16, size=8, classes=3, seed=0):
+    """A few random images with a learnable cue in their red channel."""
+    from xception_common.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    images[..., 0] = (labels * 100)[:, None, None].astype(np.uint8)  # a learnable cue
+    return Dataset("tiny", "generated", tuple("abc"[:classes]), images, labels.astype(np.int64),
+                   images[::-1].copy(), labels[::-1].astype(np.int64).copy(), flip=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_dataset
 
 from xception_common import recipe, train_keras, train_torch
 from xception_common import runs as run_folder
-from xception_common.data import Dataset
 from xception_common.epoch_plan import crop_padding, epoch_plan
 from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
 from xception_common.train import main
@@ -23,15 +23,6 @@ from xception_common.training import train
 # Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
 PAPER_SCHEDULE = [0.045, 0.045, 0.0423, 0.0423, 0.039762, 0.039762, 0.03737628, 0.03737628,
                   0.0351337032, 0.0351337032, 0.033025681008]
-
-
-def tiny_dataset(n=16, size=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    images[..., 0] = (labels * 100)[:, None, None].astype(np.uint8)  # a learnable cue
-    return Dataset("tiny", "generated", tuple("abc"[:classes]), images, labels.astype(np.int64),
-                   images[::-1].copy(), labels[::-1].astype(np.int64).copy(), flip=True)
 
 
 def config(framework, epochs, **kwargs):
@@ -460,3 +451,12 @@ def test_gpu_results_script_reports_a_failed_run(image_folder, tmp_path):
     log = (tmp_path / "results" / "log.txt").read_text()
     assert "torch 70px: exit 2" in log and "image size must be at least 71" in log
     assert "torch 71px: exit 124" in log  # cut short as asked: not a failure by itself
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("device", ["tpu", "cuda:9", "cpu:x"])
+def test_a_device_the_framework_cannot_use_is_refused_before_the_run_folder_is_written(framework, device, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="device"):
+        train(config(framework, 1), out, dataset=tiny_dataset(n=8), device=device, progress=False)
+    assert not out.exists()

@@ -8,6 +8,8 @@ epoch plan (``epoch_plan``) on the fly. The checkpoint is the ``.keras`` file
 with the run's history added to it as one more member, ``history.json``.
 """
 
+import contextlib
+import functools
 import json
 import os
 import time
@@ -158,35 +160,70 @@ def gpu_capability() -> tuple[int, int]:
     return tuple(details.get("compute_capability", (0, 0)))
 
 
-class EpochBookkeeping(keras.callbacks.Callback):
-    """Per epoch: seeds dropout from (seed, epoch), so that a resumed run draws
-    the masks an uninterrupted one would; then sets the optimizer's step count
-    to the epochs done and adds ``lr``, ``seconds`` and ``val_accuracy_ema``,
-    the test accuracy with the optimizer's Polyak averages swapped in (the
-    live weights are put back afterwards)."""
+class SeedDropout(keras.callbacks.Callback):
+    """At each epoch's start, seeds every dropout layer's generator from
+    (seed, epoch), so that a resumed run draws the masks an uninterrupted one
+    would."""
 
-    def __init__(self, test_data, seed: int, steps: int):
+    def __init__(self, seed: int, steps: int):
         super().__init__()
-        self.test_data, self.seed, self.steps = test_data, seed, steps
+        self.seed, self.steps = seed, steps
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         for layer in self.model.layers:
             if isinstance(layer, keras.layers.Dropout):
                 layer.seed_generator.state.assign(np.array([self.seed, epoch * self.steps]))
 
+
+class CountWholeEpochs(keras.callbacks.Callback):
+    """At each epoch's end, sets the optimizer's step count to the epochs done
+    times ``steps``. A LossScaleOptimizer skips the steps whose float16
+    gradients overflow and does not count them; counting whole epochs keeps the
+    learning rate schedule, and a run resumed from the count, on the epoch they
+    are in."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
     def on_epoch_end(self, epoch, logs=None):
-        # A LossScaleOptimizer skips steps whose float16 gradients overflow,
-        # and skipped steps do not count; counting whole epochs keeps the
-        # schedule and a resumed run on the epoch they are in.
         self.model.optimizer.iterations.assign((epoch + 1) * self.steps)
-        live = [variable.numpy() for variable in self.model.trainable_variables]
-        self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
-        averaged = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        for variable, value in zip(self.model.trainable_variables, live):
-            variable.assign(value)
+
+
+class EvaluateAveragedWeights(keras.callbacks.Callback):
+    """At each epoch's end, evaluates ``test_data`` with the optimizer's Polyak
+    averages in place of the trained weights and logs the accuracy as
+    ``val_accuracy_ema``.
+
+    Keras' ``SwapEMAWeights`` swaps the averages in for this evaluation alone
+    (it finds them in a LossScaleOptimizer's inner optimizer too) and the
+    trained weights back after it, also when it fails. It is not one of fit's
+    callbacks: there it would swap them in for fit's own validation, whose
+    ``val_accuracy`` is the trained model's."""
+
+    def __init__(self, test_data):
+        super().__init__()
+        self.test_data = test_data
+        self.swap = keras.callbacks.SwapEMAWeights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            averaged = self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=[self.swap])
+        finally:
+            self.swap.on_test_end()  # swaps back unless the evaluation finished and did
         logs["val_accuracy_ema"] = averaged["accuracy"]
+
+
+class LogRateAndTime(keras.callbacks.Callback):
+    """Logs ``lr``, the learning rate of the epoch (read at its start: the step
+    count moves on during it), and ``seconds``, the time from the epoch's start
+    to this callback's turn at its end."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
         logs["lr"] = self.learning_rate
         logs["seconds"] = time.perf_counter() - self.started
 
@@ -220,33 +257,79 @@ def saved_history(checkpoint: Path) -> list[dict] | None:
         return json.loads(archive.read(HISTORY_MEMBER))
 
 
+def resolve_device(device: str | None) -> str | None:
+    """The TensorFlow device that ``device`` names, as ``/device:CPU:0``.
+
+    ``device`` is None, which leaves the placement to TensorFlow (its first GPU
+    when it has one, else the CPU), or ``"cpu"``, ``"gpu"`` or ``"cuda"``
+    (PyTorch's name for a GPU, so that one string serves both frameworks), each
+    optionally followed by ``":N"``, the N-th such device (default 0), in any
+    case. Raises ValueError, saying what is allowed, for anything else or for a
+    device TensorFlow does not have."""
+    if device is None:
+        return None
+    kind, colon, index = device.lower().partition(":") if isinstance(device, str) else ("", "", "")
+    if kind not in DEVICE_TYPES or colon and not index.isdigit():
+        raise ValueError(f"device must be None, 'cpu', 'gpu' or 'cuda', optionally followed by ':N' "
+                         f"(the N-th such device), got {device!r}")
+    name = f"/device:{DEVICE_TYPES[kind]}:{int(index or 0)}"
+    present = [logical.name for logical in tf.config.list_logical_devices(DEVICE_TYPES[kind])]
+    if name not in present:
+        raise ValueError(f"device {device!r}: TensorFlow has no {name}; its {DEVICE_TYPES[kind]} devices are "
+                         f"{', '.join(present) or 'none'}")
+    return name
+
+
+DEVICE_TYPES = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU"}
+
+
 def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
     """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
     after every epoch, save the checkpoint (with the history), then call
     ``saved(history)``. Returns the history. ``earlier`` is the history of a
-    checkpoint from before checkpoints kept theirs."""
-    gpu = bool(tf.config.list_physical_devices("GPU")) and device != "cpu"
-    steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
-    if checkpoint and checkpoint.exists():
-        model = keras.saving.load_model(checkpoint)
-        first_epoch = int(model.optimizer.iterations.numpy()) // steps
-        history = saved_history(checkpoint)
-        history = list(earlier[:first_epoch]) if history is None else history
+    checkpoint from before checkpoints kept theirs.
+
+    The model is built or loaded, trained and evaluated on ``device``
+    (``resolve_device`` says what it takes; None: TensorFlow's choice); the
+    input pipeline runs on the CPU. Mixed precision and XLA are for a GPU."""
+    placement = resolve_device(device)
+    on_device = functools.partial(keras.device, placement) if placement else contextlib.nullcontext
+    if placement is None:
+        gpu = bool(tf.config.list_physical_devices("GPU"))
     else:
-        model = build_model(dataset, config, steps, gpu)
-        first_epoch, history = 0, []
+        gpu = tf.DeviceSpec.from_string(placement).device_type == "GPU"
+    steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
+    with on_device():
+        if checkpoint and checkpoint.exists():
+            model = keras.saving.load_model(checkpoint)
+            first_epoch = int(model.optimizer.iterations.numpy()) // steps
+            history = saved_history(checkpoint)
+            history = list(earlier[:first_epoch]) if history is None else history
+        else:
+            model = build_model(dataset, config, steps, gpu)
+            first_epoch, history = 0, []
     if first_epoch >= config.epochs:
         return history
     test_data = test_dataset(dataset, config)
-    callbacks = [EpochBookkeeping(test_data, config.seed, steps), RunCheckpoint(checkpoint, history, saved)]
-    model.fit(
-        train_dataset(dataset, config, first_epoch),
-        epochs=config.epochs,
-        initial_epoch=first_epoch,
-        steps_per_epoch=steps,
-        validation_data=test_data,
-        callbacks=callbacks,
-        shuffle=False,  # the epoch plan has shuffled already
-        verbose=1 if progress else 0,
-    )
+    # Each epoch's end runs them in this order: RunCheckpoint records the logs
+    # the others add and saves the step count CountWholeEpochs has set.
+    callbacks = [
+        SeedDropout(config.seed, steps),
+        CountWholeEpochs(steps),
+        EvaluateAveragedWeights(test_data),
+        LogRateAndTime(),
+        RunCheckpoint(checkpoint, history, saved),
+    ]
+    batches = train_dataset(dataset, config, first_epoch)
+    with on_device():
+        model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            validation_data=test_data,
+            callbacks=callbacks,
+            shuffle=False,  # the epoch plan has shuffled already
+            verbose=1 if progress else 0,
+        )
     return history

@@ -22,8 +22,23 @@ from .seeding import seed_all
 from .torch_xception import Xception
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device) -> torch.device:
+    """The torch device that ``device`` names ("cpu", "cuda", "cuda:1", a
+    ``torch.device``); None: the first GPU when there is one, else the CPU.
+    Raises ValueError, saying what is allowed, for anything else or for a GPU
+    this machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    allowed = f"device must be None, 'cpu' or 'cuda', optionally followed by ':N', got {device!r}"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(allowed) from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(allowed)
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
 
 
 def gpu_capability(device: torch.device) -> tuple[int, int] | None:
@@ -99,7 +114,7 @@ class Trainer:
 
     def __init__(self, dataset, config, device=None, progress=True):
         self.config = config
-        self.device = torch.device(device) if device else default_device()
+        self.device = resolve_device(device)
         self.progress = progress
         self.dataset = dataset
         self.gpu = self.device.type == "cuda"

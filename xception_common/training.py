@@ -33,6 +33,8 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     ``fit`` keeps the history in its checkpoint and reports it after each save.
     """
     config.check()
+    framework = importlib.import_module(f".train_{config.framework}", __package__)
+    framework.resolve_device(device)  # a device it cannot use is refused before anything is written
     out = Path(out) if out is not None else None
     if out is not None:
         check_run_dir(config, out, resume)
@@ -51,7 +53,6 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     earlier = []  # checkpoints of earlier versions of this package kept no history
     if out is not None and resume and (out / "history.json").exists():
         earlier = json.loads((out / "history.json").read_text())
-    framework = importlib.import_module(f".train_{config.framework}", __package__)
     history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device)
     saved(history)  # also when a resumed run had nothing left to do
     return history
