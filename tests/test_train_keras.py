@@ -1,5 +1,6 @@
 """The Keras trainer: the evaluation of its Polyak averages, and the device it trains on."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from xception_common import train_keras
 from xception_common.runs import TrainConfig
 
 
-def config(epochs, precision="float32"):
+def config(epochs, precision="float32", bn_batches=0):
     # ema_decay 0.5 over two steps an epoch (16 images, batches of 8): the
     # average after the epoch is (w1 + w2) / 2 of the weights after each step,
     # as Keras' average starts at the weights after the first step.
-    return TrainConfig("keras", "tiny", epochs, image_size=71, batch_size=8, ema_decay=0.5, precision=precision)
+    return TrainConfig("keras", "tiny", epochs, image_size=71, batch_size=8, ema_decay=0.5, precision=precision,
+                       bn_batches=bn_batches)
 
 
 def trainable_weights(model):
@@ -79,19 +81,32 @@ def test_val_accuracy_ema_is_the_averaged_models_and_the_trained_weights_stay(pr
     assert history[0]["val_accuracy_ema"] == model.evaluate(test_data, verbose=0, return_dict=True)["accuracy"]
 
 
-def test_the_trained_weights_come_back_when_the_averaged_evaluation_fails(seen):
+def test_the_trained_weights_and_statistics_come_back_when_the_averaged_evaluation_fails(seen):
     steps, evaluations = seen
     dataset = tiny_dataset()
     model = train_keras.build_model(dataset, config(1), steps=2, gpu=False)
-    four_channels = tf.data.Dataset.from_tensors((tf.zeros((8, 71, 71, 4)), tf.zeros((8,), tf.int64)))
-    with pytest.raises(ValueError, match="incompatible"):
+
+    class FailingWithTheAverages(train_keras.EvaluateWithOwnStatistics):
+        def evaluate(self, epoch):
+            result = super().evaluate(epoch)
+            if len(evaluations) == 2:  # the averaged model's, after it has run
+                raise RuntimeError("the averaged model's evaluation failed")
+            return result
+
+    statistics_batches = functools.partial(train_keras.statistics_batches, dataset, config(1, bn_batches=1))
+    callback = FailingWithTheAverages(train_keras.test_dataset(dataset, config(1)), statistics_batches, bn_batches=1)
+    kept = []
+    with pytest.raises(RuntimeError, match="the averaged model's evaluation failed"):
         model.fit(train_keras.train_dataset(dataset, config(1), 0), epochs=1, steps_per_epoch=2, shuffle=False,
-                  callbacks=[train_keras.EvaluateAveragedWeights(four_channels)], verbose=0)
-    (first, second), (averaged,) = steps, evaluations
+                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.extend(
+                      v.numpy() for v in train_keras.moving_statistics(model))), callback], verbose=0)
+    (first, second), (live, averaged) = steps, evaluations
     average = [(a + b) / 2 for a, b in zip(first, second)]
     assert differ(average, second)
+    assert_weights_close(live, second)
     assert_weights_close(averaged, average)  # it failed with the averages in
     assert_weights_close(trainable_weights(model), second)  # and the trained weights are back
+    assert_weights_close([v.numpy() for v in train_keras.moving_statistics(model)], kept)  # the statistics too
 
 
 @pytest.mark.parametrize("device, name", [(None, None), ("cpu", "/device:CPU:0"), ("CPU:0", "/device:CPU:0")])
@@ -174,3 +189,25 @@ def test_fit_builds_and_trains_the_model_on_the_device_asked_for(tmp_path):
     on_second, by_default = json.loads(done.stdout.strip().splitlines()[-1])
     assert on_second and all(device.endswith("/device:CPU:1") for device in on_second)
     assert by_default and all(device.endswith("/device:CPU:0") for device in by_default)
+
+
+def test_each_evaluated_model_has_batchnorm_statistics_of_its_own(monkeypatch):
+    """At each evaluation the first BN's moving mean is the mean of its input,
+    the first convolution's output, over the statistics batches, computed with
+    the weights being evaluated: the trained ones, then the averaged ones."""
+    dataset, run = tiny_dataset(), config(1, bn_batches=2)
+    records = []
+    on_test_begin = keras.callbacks.CallbackList.on_test_begin
+
+    def evaluating(self, logs=None):
+        on_test_begin(self, logs)
+        conv = keras.Model(self.model.input, self.model.get_layer("block1_conv1").output)
+        means = [np.asarray(conv(x)).mean(axis=(0, 1, 2)) for x in train_keras.statistics_batches(dataset, run, 0)]
+        records.append((self.model.get_layer("block1_conv1_bn").moving_mean.numpy(), np.mean(means, axis=0)))
+
+    monkeypatch.setattr(keras.callbacks.CallbackList, "on_test_begin", evaluating)
+    train_keras.fit(run, dataset, None, lambda history: None, progress=False)
+    (live_statistics, live_mean), (averaged_statistics, averaged_mean) = records
+    np.testing.assert_allclose(live_statistics, live_mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(averaged_statistics, averaged_mean, rtol=1e-4, atol=1e-6)
+    assert np.abs(live_mean - averaged_mean).max() > 1e-3  # two sets of weights, two sets of statistics

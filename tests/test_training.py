@@ -460,3 +460,46 @@ def test_a_device_the_framework_cannot_use_is_refused_before_the_run_folder_is_w
     with pytest.raises(ValueError, match="device"):
         train(config(framework, 1), out, dataset=tiny_dataset(n=8), device=device, progress=False)
     assert not out.exists()
+
+
+def test_each_evaluated_torch_model_has_batchnorm_statistics_of_its_own(monkeypatch):
+    """During each evaluation the first BN's running mean is the mean of its
+    input, the first convolution's output, over the statistics batches,
+    computed with the weights being evaluated; afterwards the models' own
+    statistics are back."""
+    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 1, bn_batches=2), progress=False)
+    trainer.train_epoch()
+    before = {id(m): {n: b.clone() for n, b in m.named_buffers()} for m in (trainer.model, trainer.ema.module)}
+    seen = []
+    monkeypatch.setattr(train_torch.Trainer, "evaluate", lambda self, model: seen.append(
+        (model, model.entry_flow.block1.conv1.bn.running_mean.clone())) or (0.0, 0.0))
+    trainer.evaluate_live_and_averaged()
+    plan = epoch_plan(16, 8, crop_padding(8), True, 0, 0)
+    means = {}
+    for model, running_mean in seen:
+        with torch.no_grad():
+            outputs = [model.entry_flow.block1.conv1.conv(train_torch.training_batch(
+                trainer.train_images, trainer.train_labels, plan, step, crop_padding(8), 71, False)[0])
+                for step in range(2)]
+        means[id(model)] = torch.stack([out.mean(dim=(0, 2, 3)) for out in outputs]).mean(0)
+        torch.testing.assert_close(running_mean, means[id(model)], rtol=1e-4, atol=1e-6)
+    assert [model for model, _ in seen] == [trainer.model, trainer.ema.module]
+    assert (means[id(trainer.model)] - means[id(trainer.ema.module)]).abs().max() > 1e-3
+    for model in (trainer.model, trainer.ema.module):
+        assert all(torch.equal(b, before[id(model)][n]) for n, b in model.named_buffers())
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_short_run_is_evaluated_far_above_chance(framework):
+    """Four epochs on 48 images with a learnable cue (the test images are the
+    training images, unaugmented). Evaluated with the live model's running
+    BatchNorm statistics (``bn_batches=0``), the live model scores exactly
+    chance, 1/3, in every epoch of this run in both frameworks; with
+    statistics of their own both models score at least twice that, and no
+    less than the training accuracy (taken with dropout and augmentation)
+    minus 0.05."""
+    history = train(config(framework, 4, ema_decay=0.9, bn_batches=20, precision="float32"),
+                    dataset=tiny_dataset(n=48), progress=False)
+    last = history[-1]
+    assert last["val_accuracy"] >= 2 / 3 and last["val_accuracy_ema"] >= 2 / 3, last
+    assert min(last["val_accuracy"], last["val_accuracy_ema"]) >= last["accuracy"] - 0.05, last

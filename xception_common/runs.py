@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     ema_decay: float = recipe.EMA_DECAY
     precision: str = "auto"
+    bn_batches: int = recipe.BN_BATCHES
 
     def compute_dtype(self, capability: tuple[int, int] | None) -> str:
         """The precision to train in on a GPU of this compute capability
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"subset must be >= 1 images, got {self.subset}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
+            raise ValueError(f"bn_batches must be a whole number >= 0, got {self.bn_batches!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

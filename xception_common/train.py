@@ -42,12 +42,15 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="mixed precision to compute in (default auto: bfloat16 on a GPU that has it, "
                         "else float16 on a GPU, float32 on a CPU)")
+    parser.add_argument("--bn-batches", type=int, default=recipe.BN_BATCHES,
+                        help="training batches over which each evaluated model gets BatchNorm statistics of its own "
+                        f"(default {recipe.BN_BATCHES}; 0: the live model's running statistics)")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
     config = TrainConfig(
         args.framework, args.data, args.epochs, args.image_size, args.batch_size,
-        args.subset, args.seed, args.ema_decay, args.precision,
+        args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
     )
     try:
         config.check()

@@ -190,28 +190,75 @@ class CountWholeEpochs(keras.callbacks.Callback):
         self.model.optimizer.iterations.assign((epoch + 1) * self.steps)
 
 
-class EvaluateAveragedWeights(keras.callbacks.Callback):
-    """At each epoch's end, evaluates ``test_data`` with the optimizer's Polyak
-    averages in place of the trained weights and logs the accuracy as
-    ``val_accuracy_ema``.
+class EvaluateWithOwnStatistics(keras.callbacks.Callback):
+    """At each epoch's end, logs the test loss and accuracy of the trained
+    weights (``val_loss``, ``val_accuracy``) and the accuracy of the
+    optimizer's Polyak averages (``val_accuracy_ema``), each evaluated with
+    BatchNorm statistics of its own: averaged over ``statistics_batches(epoch)``
+    in training mode (``recompute_statistics``). The moving statistics are put
+    back after, so training and its checkpoint are as without the evaluation.
+    With ``bn_batches`` 0, both use the trained model's moving statistics.
 
-    Keras' ``SwapEMAWeights`` swaps the averages in for this evaluation alone
-    (it finds them in a LossScaleOptimizer's inner optimizer too) and the
-    trained weights back after it, also when it fails. It is not one of fit's
-    callbacks: there it would swap them in for fit's own validation, whose
-    ``val_accuracy`` is the trained model's."""
+    Keras' ``SwapEMAWeights`` swaps the averages in and the trained weights
+    back (it finds them in a LossScaleOptimizer's inner optimizer too), also
+    when the evaluation fails. It is not one of fit's callbacks: there it would
+    swap them in for every evaluation."""
 
-    def __init__(self, test_data):
+    def __init__(self, test_data, statistics_batches, bn_batches: int):
         super().__init__()
-        self.test_data = test_data
+        self.test_data, self.statistics_batches, self.bn_batches = test_data, statistics_batches, bn_batches
         self.swap = keras.callbacks.SwapEMAWeights()
 
     def on_epoch_end(self, epoch, logs=None):
+        kept = [variable.numpy() for variable in moving_statistics(self.model)]
+        self.swap.set_model(self.model)
         try:
-            averaged = self.model.evaluate(self.test_data, verbose=0, return_dict=True, callbacks=[self.swap])
+            logs["val_loss"], logs["val_accuracy"] = self.evaluate(epoch)
+            self.swap.on_test_begin()
+            try:
+                logs["val_accuracy_ema"] = self.evaluate(epoch)[1]
+            finally:
+                self.swap.on_test_end()  # swaps back unless it has already
         finally:
-            self.swap.on_test_end()  # swaps back unless the evaluation finished and did
-        logs["val_accuracy_ema"] = averaged["accuracy"]
+            for variable, value in zip(moving_statistics(self.model), kept):
+                variable.assign(value)
+
+    def evaluate(self, epoch) -> tuple[float, float]:
+        if self.bn_batches:
+            recompute_statistics(self.model, self.statistics_batches(epoch))
+        result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        return result["loss"], result["accuracy"]
+
+
+def statistics_batches(dataset, config, epoch: int):
+    """The model inputs of the first ``bn_batches`` training batches of ``epoch``."""
+    padding = crop_padding(dataset.x_train.shape[1])
+    plan = epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
+    batches = training_batches(dataset.x_train, dataset.y_train, [plan], padding, config.image_size)
+    return (x for x, _ in batches.take(config.bn_batches))
+
+
+def moving_statistics(model) -> list:
+    """The moving mean and variance of every BatchNormalization layer."""
+    return [variable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)]
+
+
+def recompute_statistics(model, batches) -> None:
+    """Set every BatchNormalization layer's moving mean and variance to their
+    average over ``batches`` (model inputs), run in training mode: the k-th
+    batch (from 0) gets momentum k / (k + 1), which makes the moving value a
+    cumulative average. The weights do not change."""
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for k, x in enumerate(batches):
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 class LogRateAndTime(keras.callbacks.Callback):
@@ -316,7 +363,7 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
     callbacks = [
         SeedDropout(config.seed, steps),
         CountWholeEpochs(steps),
-        EvaluateAveragedWeights(test_data),
+        EvaluateWithOwnStatistics(test_data, functools.partial(statistics_batches, dataset, config), config.bn_batches),
         LogRateAndTime(),
         RunCheckpoint(checkpoint, history, saved),
     ]
@@ -327,7 +374,6 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
             epochs=config.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
-            validation_data=test_data,
             callbacks=callbacks,
             shuffle=False,  # the epoch plan has shuffled already
             verbose=1 if progress else 0,

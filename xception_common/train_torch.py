@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from . import recipe
@@ -138,6 +138,12 @@ class Trainer:
         images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
         return images, torch.from_numpy(labels).long().to(self.device)
 
+    def _gpu_indices(self) -> list[int]:
+        """The trainer's GPU as a list of one index, for ``fork_rng``; none on a CPU."""
+        if not self.gpu:
+            return []
+        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+
     def _autocast(self):
         mixed = self.precision != "float32"
         return torch.autocast(self.device.type, dtype=getattr(torch, self.precision), enabled=mixed)
@@ -170,7 +176,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> tuple[float, float]:
-        """Loss (with the L2 term) and accuracy on the whole test split."""
+        """Loss (with the L2 term) and accuracy on the whole test split, with
+        the BatchNorm statistics ``model`` has."""
         model.eval()
         total_loss, correct = 0.0, 0
         for start in range(0, len(self.test_labels), self.config.batch_size):
@@ -183,12 +190,36 @@ class Trainer:
         n = len(self.test_labels)
         return total_loss / n + l2_penalty(model).item(), correct / n
 
-    def evaluate_averaged(self) -> float:
-        """Accuracy of the Polyak-averaged weights, with the live model's BN
-        statistics (only trainable weights are averaged, as in Keras)."""
-        for averaged, live in zip(self.ema.module.buffers(), self.model.buffers()):
-            averaged.copy_(live)
-        return self.evaluate(self.ema.module)[1]
+    def evaluate_with_own_statistics(self, model: nn.Module) -> tuple[float, float]:
+        """``evaluate`` with BatchNorm statistics that belong to ``model``'s
+        weights: averaged over the first ``bn_batches`` batches of the epoch
+        just trained, in training mode (``torch.optim.swa_utils.update_bn``).
+        The model's own statistics and the random state are put back after,
+        so training and its checkpoint are as without the evaluation."""
+        statistics = {name: buffer.clone() for name, buffer in model.named_buffers()}
+        c = self.config
+        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
+                          self.epochs_done - 1)
+        batches = (training_batch(self.train_images, self.train_labels, plan, step, self.padding, c.image_size,
+                                  self.gpu)[0] for step in range(min(c.bn_batches, plan.steps)))
+        try:
+            with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
+                update_bn(batches, model)
+            return self.evaluate(model)
+        finally:
+            for name, buffer in model.named_buffers():
+                buffer.copy_(statistics[name])
+
+    def evaluate_live_and_averaged(self) -> tuple[float, float, float]:
+        """Test loss and accuracy of the live model, and accuracy of the
+        averaged one, each with BatchNorm statistics of its own; with
+        ``bn_batches`` 0, with the live model's running statistics (only the
+        trainable weights are averaged, as in Keras)."""
+        if self.config.bn_batches == 0:
+            for averaged, live in zip(self.ema.module.buffers(), self.model.buffers()):
+                averaged.copy_(live)
+            return *self.evaluate(self.model), self.evaluate(self.ema.module)[1]
+        return *self.evaluate_with_own_statistics(self.model), self.evaluate_with_own_statistics(self.ema.module)[1]
 
     def run_epoch(self) -> dict:
         """Train and evaluate one epoch; its record joins the history."""
@@ -196,8 +227,7 @@ class Trainer:
         learning_rate = self.scheduler.get_last_lr()[0]
         start = time.perf_counter()
         loss, accuracy = self.train_epoch()
-        val_loss, val_accuracy = self.evaluate(self.model)
-        val_accuracy_ema = self.evaluate_averaged()
+        val_loss, val_accuracy, val_accuracy_ema = self.evaluate_live_and_averaged()
         if self.gpu:
             torch.cuda.synchronize()
         record = {
