@@ -1,14 +1,22 @@
-"""The benchmark tool: its options, its table, its JSON, its missing frameworks.
+"""The benchmark tool: its options, its timing, its table, its JSON, its missing frameworks.
 
 Speeds are only checked to be positive: what they are depends on the machine.
+The timing itself is checked on steps that sleep for known times.
 """
 
 import json
+import os
+import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from io import StringIO
 
+import keras
+import numpy as np
 import pytest
+import torch
+from torch.utils.benchmark import Measurement, TaskSpec
 
 from xception_common import bench
 
@@ -33,6 +41,87 @@ def test_bad_options_exit_with_code_2_and_say_why(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_exits_with_code_2_and_says_why(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([*TINY, "--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "--device cuda: PyTorch sees no CUDA device; use --device cpu" in capsys.readouterr().err
+
+
+# --- timing ----------------------------------------------------------------------
+
+
+def sleeping_step(durations):
+    """A step that sleeps for the next of ``durations`` (the last one over and
+    over), and the list of the times it was called at."""
+    calls = []
+
+    def step():
+        calls.append(time.perf_counter())
+        time.sleep(durations[min(len(calls), len(durations)) - 1])
+
+    return step, calls
+
+
+def test_timeit_times_the_steps_after_the_warm_up(monkeypatch):
+    # Two slow warm-up steps, then steps of 0.05 s and 0.15 s in turn: their
+    # median is 0.1 s and their quartiles 0.05 s and 0.15 s. Timed warm-up
+    # steps would move both.
+    step, calls = sleeping_step([0.4, 0.4, 0.05, 0.15, 0.05, 0.15])
+    monkeypatch.setattr(bench, "import_torch", lambda: None)  # as where PyTorch is not installed
+    timing = bench.time_steps(step, bench.Options(71, 2, steps=4, warmup=2, num_classes=10, device="cpu"))
+    assert len(calls) == 6 and timing.steps == 4
+    assert timing.median_s == pytest.approx(0.1, abs=0.03)
+    assert timing.iqr_s == pytest.approx(0.1, abs=0.03)
+
+
+def test_torch_timer_times_at_least_the_steps_and_a_second():
+    step, calls = sleeping_step([0.04])
+    options = bench.Options(71, 2, steps=3, warmup=2, num_classes=10, device="cpu")
+    timing = bench.time_steps(step, options)
+    # More than --steps: the Timer times a second at least (some 25 steps of 0.04 s), after the warm-up
+    # and its own untimed steps.
+    assert timing.steps >= 10
+    assert len(calls) > options.warmup + timing.steps
+    assert timing.median_s == pytest.approx(0.04, abs=0.02)
+    assert 0 <= timing.iqr_s < timing.median_s
+
+
+def test_timeit_statistics_are_those_of_torch_measurement():
+    times = [0.31, 0.12, 0.25, 0.4, 0.18, 0.22, 0.5]
+    expected = Measurement(number_per_run=1, raw_times=times, task_spec=TaskSpec("step()", ""))
+    timing = bench.timing_from_times(times)
+    assert timing.median_s == pytest.approx(expected.median)
+    assert timing.iqr_s == pytest.approx(expected.iqr)
+    assert timing.steps == len(times)
+
+
+def test_keras_steps_return_host_values():
+    # A step that returned a tensor could still be running when the clock is read.
+    model = keras.Sequential([keras.Input((71, 71, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10, activation="softmax")])
+    train_step, infer_step = bench.keras_steps(model, bench.Options(71, 2, 1, 0, 10, "cpu"))
+    loss, probabilities = train_step(), infer_step()
+    assert isinstance(loss, (float, np.floating, np.ndarray)) and np.isfinite(loss)
+    assert isinstance(probabilities, np.ndarray) and probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_keras_input_step_gives_scaled_batches_past_the_end_of_its_plan():
+    options = bench.Options(71, 2, steps=1, warmup=1, num_classes=10, device="cpu")
+    make_batch = bench.keras_input_step(options)
+    planned = bench.input_images(options) // options.batch_size
+    batches = [make_batch() for _ in range(3 * planned)]
+    for batch in batches:
+        assert isinstance(batch, np.ndarray) and batch.shape == (2, 71, 71, 3)
+        assert -1 - 1e-6 <= batch.min() and batch.max() <= 1 + 1e-6
+    np.testing.assert_array_equal(batches[0], batches[planned])  # round the plan again
+
+
+# --- runs --------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One real run of both our models, shared by the tests below."""
@@ -49,8 +138,10 @@ def test_tiny_run_measures_both_models(tiny_run):
     assert [r["model"] for r in results] == ["torch", "keras"]
     for result in results:
         assert result["status"] == "ok"
-        assert result["train_images_per_s"] > 0
-        assert result["infer_images_per_s"] > 0
+        for phase in ("train", "infer"):
+            assert result[f"{phase}_images_per_s"] > 0
+            assert result[f"{phase}_iqr_percent"] >= 0
+            assert result[f"{phase}_steps"] >= 1
         # Their references did not run, so there is nothing to compare with.
         assert result["reference"] is None and result["train_ratio"] is None
 
@@ -59,18 +150,24 @@ def test_tiny_run_prints_machine_line_and_table(tiny_run):
     _, lines, results = tiny_run
     machine, header, rule, *rows = lines
     assert machine.startswith("CPU ") and "torch " in machine and "keras " in machine
-    assert "image 71, batch 2, steps 1, warm-up 0" in machine
-    assert header.split()[:2] == ["model", "settings"] and "train img/s" in header
+    assert "image 71, batch 2, steps 1, warm-up 0, timed with torch.utils.benchmark" in machine
+    assert header.split()[:2] == ["model", "settings"]
+    assert "train img/s  train IQR  infer img/s  infer IQR" in header
     assert set(rule) == {"-", " "}
     assert [row.split()[0] for row in rows] == ["torch", "keras"]
-    assert f"{results[0]['train_images_per_s']:.1f}" in rows[0]
-    assert "fp32" in rows[0] and "fp32" in rows[1]
+    for row, result in zip(rows, results):
+        expected = [f"{result['train_images_per_s']:.1f}", f"{result['train_iqr_percent']:.1f}%",
+                    f"{result['infer_images_per_s']:.1f}", f"{result['infer_iqr_percent']:.1f}%"]
+        assert row.split()[-4:] == expected
+        assert "fp32" in row
 
 
 def test_json_rows_carry_results_and_run_settings(tiny_run):
     _, lines, results = tiny_run
     expected = {
-        "model", "settings", "status", "train_images_per_s", "infer_images_per_s",
+        "model", "settings", "status",
+        "train_images_per_s", "train_iqr_percent", "train_steps",
+        "infer_images_per_s", "infer_iqr_percent", "infer_steps",
         "reference", "train_ratio", "infer_ratio",
         "machine", "image_size", "batch_size", "steps", "warmup", "num_classes", "device",
     }
@@ -79,6 +176,18 @@ def test_json_rows_carry_results_and_run_settings(tiny_run):
         assert result["machine"] == lines[0]
         assert (result["image_size"], result["batch_size"], result["steps"]) == (71, 2, 1)
         assert result["device"] == "cpu"
+
+
+def test_markdown_table_has_a_column_per_figure():
+    options = bench.Options(71, 4, 1, 0, 10, "cpu")
+    # 0.5 s a step with quartiles 0.45 s and 0.55 s: 8 images/s, IQR 20%.
+    result = bench.measured("keras", "fp32", options, bench.Timing(0.5, 0.1, 12))
+    header, rule, row = ([cell.strip() for cell in line.split("|")[1:-1]]
+                         for line in bench.format_table([result], markdown=True).splitlines())
+    assert len(header) == len(rule) == len(row) == 9 and set(rule) == {"---"}
+    cells = dict(zip(header, row))
+    assert (cells["train img/s"], cells["train IQR"], cells["infer img/s"]) == ("8.0", "20.0%", "")
+    assert result.train_steps == 12 and result.infer_steps is None
 
 
 def test_missing_timm_gives_a_row_not_a_crash(monkeypatch, tmp_path):
@@ -97,6 +206,39 @@ def test_missing_keras_gives_rows_not_a_crash(monkeypatch):
     options = bench.Options(71, 2, 1, 0, 10, "cpu")
     for name in ("keras", "keras-applications", "keras-input"):
         assert bench.run_model(name, options).status == "not installed"
+
+
+# The bench's command with `import torch` failing as for a missing package: a
+# torch package first on the path whose import raises, as in test_project.py.
+WITHOUT_TORCH = """
+import sys
+from xception_common import bench
+
+code = bench.main(sys.argv[1:])
+assert "torch" not in sys.modules
+sys.exit(code)
+"""
+
+
+def test_without_torch_the_torch_rows_say_so_and_keras_rows_run(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\")\n")
+    path = tmp_path / "results.json"
+    models = ["torch", "torch-fp32", "timm", "torch-input", "keras", "keras-input"]
+    argv = [*TINY, "--steps", "2", "--num-classes", "10", "--models", *models, "--json", str(path)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *argv],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["model"]: r for r in json.loads(path.read_text())}
+    for name in ("torch", "torch-fp32", "timm", "torch-input"):
+        assert rows[name]["status"] == "not installed" and rows[name]["train_images_per_s"] is None
+    for name in ("keras", "keras-input"):
+        assert rows[name]["status"] == "ok" and rows[name]["train_images_per_s"] > 0
+        assert rows[name]["train_steps"] == 2  # timeit times exactly --steps
+    assert rows["keras-input"]["reference"] == "keras" and rows["keras-input"]["train_ratio"] > 0
+    machine = rows["keras"]["machine"]
+    assert "torch not installed" in machine and "torch threads" not in machine and "timed with timeit" in machine
 
 
 def test_torch_fp32_row_is_cuda_only():
@@ -121,6 +263,16 @@ def test_ratios_are_against_each_framework_reference():
     assert "not installed" in table[5]
 
 
+def test_ratios_divide_the_medians():
+    options = bench.Options(71, 8, 1, 0, 10, "cpu")
+    # Medians of 0.4 s and 0.5 s a step: ours trains at 20 images/s, timm at 16.
+    ours = bench.measured("torch", "", options, bench.Timing(0.4, 0.2, 5), bench.Timing(0.1, 0.0, 5))
+    timm = bench.measured("timm", "", options, bench.Timing(0.5, 0.01, 5), bench.Timing(0.2, 0.0, 5))
+    bench.add_ratios([ours, timm])
+    assert ours.train_images_per_s == pytest.approx(20) and ours.train_iqr_percent == pytest.approx(50)
+    assert (ours.train_ratio, ours.infer_ratio) == (pytest.approx(1.25), pytest.approx(2.0))
+
+
 def test_input_pipelines_are_measured_against_their_models(tmp_path, capsys):
     path = tmp_path / "results.json"
     models = ["--models", "torch", "torch-input", "keras-input"]
@@ -128,6 +280,7 @@ def test_input_pipelines_are_measured_against_their_models(tmp_path, capsys):
     torch_row, torch_input, keras_input = json.loads(path.read_text())
     for row in (torch_input, keras_input):
         assert row["status"] == "ok" and row["train_images_per_s"] > 0 and row["infer_images_per_s"] is None
+        assert row["train_steps"] >= 3 and row["infer_steps"] is None
         assert row["settings"].endswith("→ 71px")  # the --image-size asked for
     # The input pipeline is compared with its own framework's model, where that ran.
     assert torch_input["reference"] == "torch" and torch_input["train_ratio"] > 0

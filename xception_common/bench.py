@@ -22,32 +22,64 @@ already on the device, so only the model is measured:
   prefetching ``tf.data`` pipeline beside the steps).
 
 A training step is forward, cross-entropy, backward and an SGD step with
-momentum 0.9; inference is a forward pass without gradients. Warm-up steps are
-not timed. A framework that is not installed gives a row that says so.
+momentum 0.9; inference is a forward pass without gradients.
+
+How a row is timed: ``--warmup`` steps run untimed first. Then
+``torch.utils.benchmark.Timer.blocked_autorange`` times at least ``--steps``
+steps and at least a second (``MIN_RUN_TIME``): a first measurement runs for a
+second, further ones for the steps still missing at the pace measured so far.
+Before each measurement the Timer runs untimed blocks to choose how many steps
+a timed block holds: one, unless steps are so short (or so many) that reading
+the clock would weigh; then 10, 100 or more. Each reading of the clock
+synchronises the GPU, so queued CUDA work is inside the time; a Keras step
+returns NumPy values (``train_on_batch``, ``predict_on_batch``, ``.numpy()``
+of a batch), so TensorFlow's work has finished too. A figure is the batch size
+over the median time per step of the timed blocks, next to the interquartile
+range (IQR) of those times in percent of their median (to first order, the
+IQR of the images per second in percent of theirs). Ratios to the reference
+rows divide medians.
+
+PyTorch and Keras are imported when needed, not with this module: a row whose
+framework (or timm) is not installed says so and the others still run.
+PyTorch, where installed, also picks the device and times every row, the Keras
+ones too. Without it the device is the CPU and the Keras rows are timed with
+the standard library's ``timeit``: after the warm-up, ``--steps`` steps one by
+one, summarised by the same median and IQR (NumPy's percentiles, interpolated
+linearly as ``torch.quantile`` does).
 """
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
-import time
+import timeit
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from . import architecture as arch
 from .runs import auto_precision
 from .seeding import seed_all
 
 MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
+TORCH_MODELS = ("torch", "torch-fp32", "timm", "torch-input")
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
              "torch-input": "torch", "keras-input": "keras"}
 SEED = 0
 INPUT_SIZE = 32  # CIFAR-10's images, which the pipeline pads, crops and resizes
+MIN_RUN_TIME = 1.0  # seconds that torch.utils.benchmark times at least, for enough blocks of short steps
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per step (median and interquartile range over the timed blocks) and the steps timed."""
+
+    median_s: float
+    iqr_s: float
+    steps: int
 
 
 @dataclass
@@ -55,10 +87,14 @@ class Result:
     model: str
     settings: str = ""
     status: str = "ok"
-    train_images_per_s: float | None = None
+    train_images_per_s: float | None = None  # batch size / median seconds per step
+    train_iqr_percent: float | None = None  # IQR of the step times, in percent of their median
+    train_steps: int | None = None  # steps timed
     infer_images_per_s: float | None = None
+    infer_iqr_percent: float | None = None
+    infer_steps: int | None = None
     reference: str | None = None
-    train_ratio: float | None = None
+    train_ratio: float | None = None  # of the medians
     infer_ratio: float | None = None
 
 
@@ -72,147 +108,27 @@ class Options:
     device: str
 
 
-# --- measurement ---------------------------------------------------------------
+def measured(model: str, settings: str, options: Options, train: Timing, infer: Timing | None = None) -> Result:
+    """A row with the images per second and spread of its training (or input) and inference timings."""
+    result = Result(model, settings)
+    for phase, timing in (("train", train), ("infer", infer)):
+        if timing is not None:
+            setattr(result, f"{phase}_images_per_s", options.batch_size / timing.median_s)
+            setattr(result, f"{phase}_iqr_percent", 100 * timing.iqr_s / timing.median_s)
+            setattr(result, f"{phase}_steps", timing.steps)
+    return result
 
 
-def images_per_second(step, options: Options, synchronize=lambda: None) -> float:
-    """Run ``step`` ``warmup`` times untimed, then ``steps`` times timed."""
-    for _ in range(options.warmup):
-        step()
-    synchronize()
-    start = time.perf_counter()
-    for _ in range(options.steps):
-        step()
-    synchronize()
-    return options.batch_size * options.steps / (time.perf_counter() - start)
+# --- the frameworks ----------------------------------------------------------------
 
 
-def measure_torch(model: torch.nn.Module, options: Options, dtype=None, channels_last=False):
-    """(training, inference) images per second of a PyTorch classifier, in
-    float32 or with autocast to ``dtype``."""
-    device = torch.device(options.device)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    generator = torch.Generator(device).manual_seed(SEED)
-    shape = (options.batch_size, arch.INPUT_CHANNELS, options.image_size, options.image_size)
-    x = torch.randn(shape, device=device, generator=generator).contiguous(memory_format=layout)
-    y = torch.randint(0, options.num_classes, (options.batch_size,), device=device, generator=generator)
-    model = model.to(device, memory_format=layout)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def train_step():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x).float(), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    def infer_step():
-        with autocast:
-            model(x)
-
-    model.train()
-    train = images_per_second(train_step, options, synchronize)
-    model.eval()
-    with torch.inference_mode():
-        infer = images_per_second(infer_step, options, synchronize)
-    return train, infer
-
-
-def measure_keras(model, options: Options):
-    """(training, inference) images per second of a Keras classifier with softmax output."""
-    import keras
-
-    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss="sparse_categorical_crossentropy")
-    shape = (options.batch_size, options.image_size, options.image_size, arch.INPUT_CHANNELS)
-    x = keras.random.normal(shape, seed=SEED)
-    y = keras.random.randint((options.batch_size,), 0, options.num_classes, seed=SEED)
-    # Both return NumPy arrays, so every step has finished when it returns.
-    train = images_per_second(lambda: model.train_on_batch(x, y), options)
-    infer = images_per_second(lambda: model.predict_on_batch(x), options)
-    return train, infer
-
-
-# --- the models ------------------------------------------------------------------
-
-
-def bench_torch(options: Options) -> Result:
-    from .torch_xception import Xception
-
-    seed_all(SEED, ["torch"])
-    cuda = options.device == "cuda"
-    precision = auto_precision(torch.cuda.get_device_capability() if cuda else None)
-    dtype = None if precision == "float32" else getattr(torch, precision)
-    model = Xception(num_classes=options.num_classes)
-    train, infer = measure_torch(model, options, dtype=dtype, channels_last=True)
-    settings = f"{precision} autocast, channels_last" if dtype else "fp32, channels_last"
-    return Result("torch", settings, "ok", train, infer)
-
-
-def bench_torch_fp32(options: Options) -> Result:
-    from .torch_xception import Xception
-
-    if options.device != "cuda":
-        return Result("torch-fp32", status="CUDA only (on CPU the torch row is fp32)")
-    seed_all(SEED, ["torch"])
-    train, infer = measure_torch(Xception(num_classes=options.num_classes), options)
-    return Result("torch-fp32", "fp32, contiguous", "ok", train, infer)
-
-
-def bench_timm(options: Options) -> Result:
+def import_torch():
+    """PyTorch, or None where it is not installed."""
     try:
-        import timm
+        import torch
     except ImportError:
-        return Result("timm", status="not installed")
-    seed_all(SEED, ["torch"])
-    model = timm.create_model("legacy_xception", pretrained=False, num_classes=options.num_classes)
-    train, infer = measure_torch(model, options)
-    return Result("timm", f"legacy_xception, fp32, timm {timm.__version__}", "ok", train, infer)
-
-
-def input_data(options: Options, num_images: int):
-    """Random uint8 images (N×32×32×3), labels, and the epoch plan over them."""
-    from .epoch_plan import crop_padding, epoch_plan
-
-    rng = np.random.default_rng(SEED)
-    images = rng.integers(0, 256, (num_images, INPUT_SIZE, INPUT_SIZE, arch.INPUT_CHANNELS), dtype=np.uint8)
-    labels = rng.integers(0, options.num_classes, num_images)
-    plan = epoch_plan(num_images, options.batch_size, crop_padding(INPUT_SIZE), True, SEED, 0)
-    return images, labels, plan
-
-
-def bench_torch_input(options: Options) -> Result:
-    from .epoch_plan import crop_padding
-    from .train_torch import training_batch
-
-    device = torch.device(options.device)
-    images, labels, plan = input_data(options, options.batch_size * (options.warmup + options.steps))
-    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-    labels = torch.from_numpy(labels).to(device)
-    cuda = device.type == "cuda"
-    steps = iter(range(plan.steps))
-
-    def make_batch():
-        training_batch(images, labels, plan, next(steps), crop_padding(INPUT_SIZE), options.image_size, cuda)
-
-    synchronize = torch.cuda.synchronize if cuda else lambda: None
-    rate = images_per_second(make_batch, options, synchronize)
-    return Result("torch-input", f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px", "ok", rate)
-
-
-def bench_keras_input(options: Options) -> Result:
-    if import_keras() is None:
-        return Result("keras-input", status="not installed")
-    from .epoch_plan import crop_padding
-    from .train_keras import training_batches
-
-    images, labels, plan = input_data(options, options.batch_size * (options.warmup + options.steps))
-    batches = iter(training_batches(images, labels, [plan], crop_padding(INPUT_SIZE), options.image_size))
-    rate = images_per_second(lambda: next(batches)[0].numpy(), options)
-    return Result("keras-input", f"input only: {INPUT_SIZE}px uint8 in tf.data → {options.image_size}px", "ok", rate)
+        return None
+    return torch
 
 
 def import_keras():
@@ -227,10 +143,202 @@ def import_keras():
     return keras
 
 
+def cuda_available() -> bool:
+    torch = import_torch()
+    return torch is not None and torch.cuda.is_available()
+
+
+# --- measurement ---------------------------------------------------------------
+
+
+def time_steps(step, options: Options) -> Timing:
+    """Run ``step`` ``--warmup`` times untimed, then time at least ``--steps`` steps;
+    with torch.utils.benchmark where PyTorch is installed, else with timeit."""
+    for _ in range(options.warmup):
+        step()
+    if import_torch() is None:
+        return time_with_timeit(step, options.steps)
+    return time_with_torch(step, options.steps)
+
+
+def time_with_torch(step, steps: int) -> Timing:
+    """At least ``steps`` steps and ``MIN_RUN_TIME`` seconds in ``Timer.blocked_autorange``
+    measurements, merged."""
+    import torch
+    from torch.utils.benchmark import Measurement, Timer
+
+    timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    measurements, timed, seconds, pace = [], 0, 0.0, 0.0
+    while timed < steps or seconds < MIN_RUN_TIME:
+        # The first measurement runs MIN_RUN_TIME; the next ones, the steps still missing at its pace.
+        measurement = timer.blocked_autorange(min_run_time=max((steps - timed) * pace, MIN_RUN_TIME - seconds))
+        measurements.append(measurement)
+        timed += measurement.number_per_run * len(measurement.raw_times)
+        seconds += sum(measurement.raw_times)
+        pace = measurement.median  # seconds per step
+    [merged] = Measurement.merge(measurements)  # seconds per step of each block
+    return Timing(merged.median, merged.iqr, timed)
+
+
+def time_with_timeit(step, steps: int) -> Timing:
+    """``steps`` steps timed one by one with the standard library's timeit."""
+    return timing_from_times(timeit.Timer(step).repeat(repeat=steps, number=1))
+
+
+def timing_from_times(times) -> Timing:
+    """Median and IQR of one-step times, quartiles interpolated linearly as torch.quantile does."""
+    p25, median, p75 = np.percentile(times, [25, 50, 75])
+    return Timing(float(median), float(p75 - p25), len(times))
+
+
+def measure_torch(model, options: Options, dtype=None, channels_last=False) -> tuple[Timing, Timing]:
+    """Training and inference timings of a PyTorch classifier, in float32 or
+    with autocast to ``dtype``."""
+    import torch
+
+    device = torch.device(options.device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    generator = torch.Generator(device).manual_seed(SEED)
+    shape = (options.batch_size, arch.INPUT_CHANNELS, options.image_size, options.image_size)
+    x = torch.randn(shape, device=device, generator=generator).contiguous(memory_format=layout)
+    y = torch.randint(0, options.num_classes, (options.batch_size,), device=device, generator=generator)
+    model = model.to(device, memory_format=layout)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def infer_step():
+        with autocast:
+            model(x)
+
+    model.train()
+    train = time_steps(train_step, options)
+    model.eval()
+    with torch.inference_mode():
+        infer = time_steps(infer_step, options)
+    return train, infer
+
+
+def keras_steps(model, options: Options):
+    """A training and an inference step of a Keras classifier with softmax
+    output on one synthetic batch. Both return NumPy values, so the step's
+    work has finished when they return."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss="sparse_categorical_crossentropy")
+    shape = (options.batch_size, options.image_size, options.image_size, arch.INPUT_CHANNELS)
+    x = keras.random.normal(shape, seed=SEED)
+    y = keras.random.randint((options.batch_size,), 0, options.num_classes, seed=SEED)
+    return (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
+
+
+def measure_keras(model, options: Options) -> tuple[Timing, Timing]:
+    train_step, infer_step = keras_steps(model, options)
+    return time_steps(train_step, options), time_steps(infer_step, options)
+
+
+# --- the models ------------------------------------------------------------------
+
+
+def bench_torch(options: Options) -> Result:
+    import torch
+
+    from .torch_xception import Xception
+
+    seed_all(SEED, ["torch"])
+    cuda = options.device == "cuda"
+    precision = auto_precision(torch.cuda.get_device_capability() if cuda else None)
+    dtype = None if precision == "float32" else getattr(torch, precision)
+    model = Xception(num_classes=options.num_classes)
+    train, infer = measure_torch(model, options, dtype=dtype, channels_last=True)
+    settings = f"{precision} autocast, channels_last" if dtype else "fp32, channels_last"
+    return measured("torch", settings, options, train, infer)
+
+
+def bench_torch_fp32(options: Options) -> Result:
+    from .torch_xception import Xception
+
+    if options.device != "cuda":
+        return Result("torch-fp32", status="CUDA only (on CPU the torch row is fp32)")
+    seed_all(SEED, ["torch"])
+    train, infer = measure_torch(Xception(num_classes=options.num_classes), options)
+    return measured("torch-fp32", "fp32, contiguous", options, train, infer)
+
+
+def bench_timm(options: Options) -> Result:
+    try:
+        import timm
+    except ImportError:
+        return Result("timm", status="not installed")
+    seed_all(SEED, ["torch"])
+    model = timm.create_model("legacy_xception", pretrained=False, num_classes=options.num_classes)
+    train, infer = measure_torch(model, options)
+    return measured("timm", f"legacy_xception, fp32, timm {timm.__version__}", options, train, infer)
+
+
+def input_data(options: Options, num_images: int):
+    """Random uint8 images (N×32×32×3), labels, and the epoch plan over them."""
+    from .epoch_plan import crop_padding, epoch_plan
+
+    rng = np.random.default_rng(SEED)
+    images = rng.integers(0, 256, (num_images, INPUT_SIZE, INPUT_SIZE, arch.INPUT_CHANNELS), dtype=np.uint8)
+    labels = rng.integers(0, options.num_classes, num_images)
+    plan = epoch_plan(num_images, options.batch_size, crop_padding(INPUT_SIZE), True, SEED, 0)
+    return images, labels, plan
+
+
+def input_images(options: Options) -> int:
+    """Enough images for a batch per warm-up and timed step; the Timer's extra
+    steps go round the plan again."""
+    return options.batch_size * (options.warmup + options.steps)
+
+
+def bench_torch_input(options: Options) -> Result:
+    import torch
+
+    from .epoch_plan import crop_padding
+    from .train_torch import training_batch
+
+    device = torch.device(options.device)
+    images, labels, plan = input_data(options, input_images(options))
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+    labels = torch.from_numpy(labels).to(device)
+    cuda = device.type == "cuda"
+    steps = itertools.cycle(range(plan.steps))
+
+    def make_batch():
+        training_batch(images, labels, plan, next(steps), crop_padding(INPUT_SIZE), options.image_size, cuda)
+
+    settings = f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px"
+    return measured("torch-input", settings, options, time_steps(make_batch, options))
+
+
+def keras_input_step(options: Options):
+    """The next batch of ``training_batches`` (repeated without end), as a NumPy array."""
+    from .epoch_plan import crop_padding
+    from .train_keras import training_batches
+
+    images, labels, plan = input_data(options, input_images(options))
+    batches = iter(training_batches(images, labels, [plan], crop_padding(INPUT_SIZE), options.image_size).repeat())
+    return lambda: next(batches)[0].numpy()
+
+
+def bench_keras_input(options: Options) -> Result:
+    settings = f"input only: {INPUT_SIZE}px uint8 in tf.data → {options.image_size}px"
+    return measured("keras-input", settings, options, time_steps(keras_input_step(options), options))
+
+
 def bench_keras(name: str, options: Options) -> Result:
-    keras = import_keras()
-    if keras is None:
-        return Result(name, status="not installed")
+    import keras
+
     keras.backend.clear_session()
     seed_all(SEED, ["keras"])
     shape = (options.image_size, options.image_size, arch.INPUT_CHANNELS)
@@ -244,25 +352,38 @@ def bench_keras(name: str, options: Options) -> Result:
             model = keras.applications.Xception(weights=None, classes=options.num_classes, input_shape=shape)
         train, infer = measure_keras(model, options)
     settings = f"fp32, {keras.backend.backend()}, jit_compile={model.jit_compile}"
-    return Result(name, settings, "ok", train, infer)
+    return measured(name, settings, options, train, infer)
+
+
+BENCHES = {
+    "torch": bench_torch,
+    "torch-fp32": bench_torch_fp32,
+    "timm": bench_timm,
+    "torch-input": bench_torch_input,
+    "keras": lambda options: bench_keras("keras", options),
+    "keras-applications": lambda options: bench_keras("keras-applications", options),
+    "keras-input": bench_keras_input,
+}
 
 
 def run_model(name: str, options: Options) -> Result:
-    benches = {"torch": bench_torch, "torch-fp32": bench_torch_fp32, "timm": bench_timm,
-               "torch-input": bench_torch_input, "keras-input": bench_keras_input}
+    """One row; "not installed" where its framework is missing."""
+    framework = import_torch() if name in TORCH_MODELS else import_keras()
+    if framework is None:
+        return Result(name, status="not installed")
+    torch = import_torch()
+    out_of_memory = torch.cuda.OutOfMemoryError if torch is not None else ()
     try:
-        if name in benches:
-            return benches[name](options)
-        return bench_keras(name, options)
-    except torch.cuda.OutOfMemoryError:
+        return BENCHES[name](options)
+    except out_of_memory:
         return Result(name, status="out of memory")
     finally:
-        if torch.cuda.is_available():
+        if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 def add_ratios(results: list[Result]) -> None:
-    """Each row's speed divided by its framework's reference row, when both ran."""
+    """Each row's median speed divided by its framework's reference row's, when both ran."""
     by_name = {r.model: r for r in results if r.status == "ok"}
     for result in results:
         reference = by_name.get(REFERENCE.get(result.model))
@@ -295,32 +416,42 @@ def cpu_name() -> str:
 
 
 def machine_line(options: Options) -> str:
-    device = f"CPU {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    torch = import_torch()
+    device = f"CPU {cpu_name()}, {os.cpu_count()} cores"
+    if torch is not None:
+        device += f", torch threads {torch.get_num_threads()}"
     if hasattr(os, "getloadavg"):  # other work on the machine skews every number, torch's most
         device += f", load {os.getloadavg()[0]:.1f}"
     if options.device == "cuda":
         device += f"; GPU {torch.cuda.get_device_name()}"
+    torch_version = torch.__version__ if torch is not None else "not installed"
+    timer = "torch.utils.benchmark" if torch is not None else "timeit"
     return (
-        f"{device} | torch {torch.__version__}, tensorflow {version('tensorflow')}, "
+        f"{device} | torch {torch_version}, tensorflow {version('tensorflow')}, "
         f"keras {version('keras')}, timm {version('timm')} | image {options.image_size}, "
-        f"batch {options.batch_size}, steps {options.steps}, warm-up {options.warmup}"
+        f"batch {options.batch_size}, steps {options.steps}, warm-up {options.warmup}, timed with {timer}"
     )
 
 
-COLUMNS = ("model", "settings", "train img/s", "infer img/s", "vs", "train ×", "infer ×")
-NUMERIC = (False, False, True, True, False, True, True)
+COLUMNS = ("model", "settings", "train img/s", "train IQR", "infer img/s", "infer IQR", "vs", "train ×", "infer ×")
+NUMERIC = (False, False, True, True, True, True, False, True, True)
 
 
 def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
     def number(value, fmt):
         return "" if value is None else format(value, fmt)
 
+    def percent(value):
+        return "" if value is None else f"{value:.1f}%"
+
     return [
         (
             r.model,
             r.settings if r.status == "ok" else r.status,
             number(r.train_images_per_s, ".1f"),
+            percent(r.train_iqr_percent),
             number(r.infer_images_per_s, ".1f"),
+            percent(r.infer_iqr_percent),
             r.reference or "",
             number(r.train_ratio, ".2f"),
             number(r.infer_ratio, ".2f"),
@@ -354,10 +485,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     parser.add_argument("--image-size", type=int, required=True,
                         help=f"pixels per side, at least {arch.MIN_INPUT_SIZE}")
     parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps, at least (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: cuda where PyTorch sees a GPU, else cpu")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="default: all (torch-fp32 on CUDA only)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
@@ -369,9 +501,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
         if getattr(args, name) < minimum:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be at least {minimum}, got {getattr(args, name)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: PyTorch sees no CUDA device")
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = cuda_available()
+    if args.device == "cuda" and not cuda:
+        why = "PyTorch sees no CUDA device" if import_torch() is not None else "PyTorch is not installed"
+        parser.error(f"--device cuda: {why}; use --device cpu")
+    device = args.device if args.device != "auto" else ("cuda" if cuda else "cpu")
     if args.models is None:
         args.models = [m for m in MODELS if m != "torch-fp32" or device == "cuda"]
     options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device)
@@ -381,7 +515,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
 def main(argv=None) -> int:
     args, options = parse_args(argv)
     if options.device == "cuda":
-        torch.backends.cudnn.benchmark = True  # the warm-up steps pay for the tuning
+        import_torch().backends.cudnn.benchmark = True  # the warm-up steps pay for the tuning
     results = [run_model(name, options) for name in args.models]
     add_ratios(results)
     machine = machine_line(options)
