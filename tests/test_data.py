@@ -139,7 +139,7 @@ def test_resize_mixed_to_resizes_only_images_that_differ(tmp_path, folder, monke
     decoded = []
     decode = data_module._ImageReader.decode
     monkeypatch.setattr(data_module._ImageReader, "decode",
-                        lambda self, path: decoded.append(path) or decode(self, path))
+                        lambda self, path, file: decoded.append(path) or decode(self, path, file))
     assert load(str(folder), resize_mixed_to=4).x_train.shape == (6, HEIGHT, WIDTH, 3)  # one size: kept
     root = write_images(tmp_path / "mixed")
     Image.new("RGB", (5, 7), (1, 2, 3)).save(root / "test" / "moose" / "x.png")

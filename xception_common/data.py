@@ -15,6 +15,7 @@ allowed. Keras is imported only for CIFAR-10, scikit-learn only for digits.
 
 import io
 import os
+import posixpath
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -66,8 +67,8 @@ def check_source(source: str) -> None:
     source = os.fspath(source)
     if source in BUILT_IN:
         return
-    with _open_tree(source) as tree:
-        _find_layout(tree, source)
+    with _open_source(source) as top:
+        _find_layout(top, source)
 
 
 def load(source: str, subset: int | None = None, resize_to: int | None = None,
@@ -175,89 +176,83 @@ def _resize(image, size):
 # --- Folders and zips of images ---------------------------------------------
 
 
-class _FolderTree:
-    """Files below a folder, addressed by '/'-separated relative paths."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def list(self, folder):
-        """Visible sub-folders and files of ``folder``, each sorted by name."""
-        try:
-            entries = [e for e in os.scandir(self.full_path(folder)) if _visible(e.name)]
-        except OSError as error:
-            raise DataError(f"cannot list {self.full_path(folder)}: {error}") from error
-        folders = sorted(e.name for e in entries if e.is_dir())
-        files = sorted(e.name for e in entries if e.is_file())
-        return folders, files
-
-    def read(self, path):
-        with open(self.full_path(path), "rb") as file:
-            return file.read()
-
-    def full_path(self, path):
-        return os.path.join(self.path, *path.split("/"))
-
-    def close(self):
-        pass
-
-
-class _ZipTree:
-    """Members of a zip file, addressed like ``_FolderTree``; nothing is extracted.
-
-    Listed once into an index: ``zipfile.Path`` would walk a zip like a folder,
-    but its ``iterdir`` scans every name of the archive on each call (60,000
-    for CIFAR-10, which doubles the load time), and it takes a folder that only
-    hidden entries imply (``train/ant/._a.png``) for a real one."""
-
-    def __init__(self, path):
-        try:
-            self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise DataError(f"{path} is not a readable .zip file ({error})") from error
-        self.members = {}  # file path -> ZipInfo
-        self.children = {}  # folder path -> (sub-folder names, file names)
-        for info in self.zip.infolist():
-            self._add(info)
-
-    def _add(self, info):
-        parts = [p for p in info.filename.split("/") if p]
-        if not parts or not all(_visible(p) for p in parts):
-            return
-        for depth in range(len(parts)):
-            folders, files = self.children.setdefault("/".join(parts[:depth]), (set(), set()))
-            if depth < len(parts) - 1 or info.is_dir():
-                folders.add(parts[depth])
-            else:
-                files.add(parts[depth])
-                self.members["/".join(parts)] = info
-
-    def list(self, folder):
-        folders, files = self.children.get(folder, ((), ()))
-        return sorted(folders), sorted(files)
-
-    def read(self, path):
-        return self.zip.read(self.members[path])
-
-    def close(self):
-        self.zip.close()
-
-
 @contextmanager
-def _open_tree(source):
-    """``with _open_tree(source) as tree``: a folder or a .zip, else DataError."""
+def _open_source(source):
+    """``with _open_source(source) as top``: the top of a folder as a ``pathlib.Path``, or
+    of a .zip as a ``zipfile.Path`` (the zip is opened once, closed when the ``with`` ends),
+    else DataError. The functions below read both alike, through what the two share:
+    ``iterdir``, ``name``, ``is_file``, ``is_dir`` and ``read_bytes``."""
     if not os.path.exists(source):
         raise DataError(f"{source!r} is not an existing file or folder; allowed: {ALLOWED_SOURCES}")
     if os.path.isdir(source):
-        tree = _FolderTree(source)
+        yield Path(source)
     elif source.lower().endswith(".zip"):
-        tree = _ZipTree(source)
+        with _open_zip(source) as archive:
+            yield _zip_top(archive)
     else:
         raise DataError(f"{source} is neither a folder nor a .zip file; allowed: {ALLOWED_SOURCES}")
+
+
+def _open_zip(path):
     try:
-        yield tree
-    finally:
-        tree.close()
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise DataError(f"{path} is not a readable .zip file ({error})") from error
+
+
+def _zip_top(archive):
+    """The top of ``archive`` as a ``zipfile.Path`` that answers ``iterdir`` and ``exists``
+    from an index of the archive's visible entries, made here once. An index, because
+    ``zipfile.Path.iterdir`` scans every name in the archive on each call (60,000 in
+    CIFAR-10); visible entries only, so that a folder which only hidden entries imply
+    (``train/ant/._a.png``) is not there, as a real folder holding only those is empty."""
+    entries = {}  # folder ('at' without its trailing '/', '' for the top) -> its entries' 'at'
+    for info in archive.infolist():
+        parts = info.filename.rstrip("/").split("/")
+        if all(part and _visible(part) for part in parts):
+            _index(entries, info.filename)
+
+    class IndexedZipPath(zipfile.Path):  # the paths it makes (``iterdir``, ``/``) are of its class
+        def iterdir(self):
+            if not self.is_dir():
+                raise ValueError(f"{self} is not a folder")
+            return (IndexedZipPath(self.root, at) for at in entries.get(self.at.rstrip("/"), ()))
+
+        def exists(self):  # from the index too: zipfile.Path's first makes a set of every name
+            return not self.at or self.at in entries.get(posixpath.dirname(self.at.rstrip("/")), ())
+
+        @property
+        def name(self):  # as zipfile.Path's, without making a PurePosixPath for each of 60,000 files
+            return posixpath.basename(self.at.rstrip("/"))
+
+    return IndexedZipPath(archive)
+
+
+def _index(entries, at):
+    """Add ``at`` to its folder's entries in ``entries``, and each folder above it that is new."""
+    folder = posixpath.dirname(at.rstrip("/"))
+    if folder not in entries:
+        entries[folder] = {}
+        if folder:
+            _index(entries, folder + "/")
+    entries[folder][at] = None
+
+
+def _list(folder):
+    """The visible sub-folders and files of ``folder`` (a ``Path`` or ``zipfile.Path``):
+    two dicts from name to path, each in order of name."""
+    try:
+        named = {entry.name: entry for entry in folder.iterdir()}
+    except OSError as error:
+        raise DataError(f"cannot list {folder}: {error}") from error
+    folders, files = {}, {}
+    for name in sorted(filter(_visible, named)):
+        entry = named[name]
+        if entry.is_file():  # asked first: one stat for each file of a folder (Path)
+            files[name] = entry
+        elif entry.is_dir():
+            folders[name] = entry
+    return folders, files
 
 
 def _visible(name):
@@ -271,36 +266,40 @@ def _join(*parts):
 @dataclass(frozen=True)
 class _Layout:
     class_names: tuple[str, ...]
-    files: dict  # split -> one sorted list of file paths per class
+    # split -> per class, a list of (path, file) in order of name: the path '/'-separated
+    # from the top of the source, for messages; the file a Path or zipfile.Path, to read
+    files: dict
 
 
-def _find_layout(tree, source):
-    """Class names and image paths of both splits, or DataError saying what is off."""
-    root = _find_root(tree)
+def _find_layout(top, source):
+    """Class names and image files of both splits, or DataError saying what is off."""
+    root, root_folder = _find_root(top)
     where = f"{source} (inside {root}/)" if root else source
-    split_folders = tree.list(root)[0]
+    split_folders = _list(root_folder)[0]
     for split in SPLITS:
         if split not in split_folders:
             raise DataError(f"{where} has no {split}/ folder; {EXPECTED_LAYOUT}")
-    classes = {split: tree.list(_join(root, split))[0] for split in SPLITS}
+    classes = {split: _list(split_folders[split])[0] for split in SPLITS}
     if not classes["train"]:
         raise DataError(f"{where}: train/ has no class sub-folders; {EXPECTED_LAYOUT}")
-    if classes["train"] != classes["test"]:
+    if list(classes["train"]) != list(classes["test"]):
         raise DataError(_class_mismatch(where, *map(set, classes.values())))
     files = {
-        split: [_image_files(tree, where, root, split, name) for name in classes["train"]]
+        split: [_image_files(where, root, split, name, folder) for name, folder in classes[split].items()]
         for split in SPLITS
     }
     return _Layout(tuple(classes["train"]), files)
 
 
-def _find_root(tree):
-    """'' when train/ or test/ sit at the top, else the one top-level folder holding them."""
-    top = tree.list("")[0]
-    if len(top) == 1 and not set(SPLITS) & set(top):
-        if set(SPLITS) & set(tree.list(top[0])[0]):
-            return top[0]
-    return ""
+def _find_root(top):
+    """``('', top)`` when train/ or test/ sit at the top, else the name and path of the
+    one top-level folder holding them."""
+    folders = _list(top)[0]
+    if len(folders) == 1 and not set(SPLITS) & set(folders):
+        ((name, folder),) = folders.items()
+        if set(SPLITS) & set(_list(folder)[0]):
+            return name, folder
+    return "", top
 
 
 def _class_mismatch(where, train, test):
@@ -311,34 +310,35 @@ def _class_mismatch(where, train, test):
     )
 
 
-def _image_files(tree, where, root, split, class_name):
-    folder = _join(root, split, class_name)
-    names = [n for n in tree.list(folder)[1] if n.lower().endswith(IMAGE_EXTENSIONS)]
-    if not names:
+def _image_files(where, root, split, class_name, folder):
+    """(path, file) of each image in ``folder``, the class folder ``[root/]split/class_name``."""
+    files = {name: file for name, file in _list(folder)[1].items() if name.lower().endswith(IMAGE_EXTENSIONS)}
+    if not files:
         raise DataError(
             f"{where}: {split}/{class_name}/ has no image files "
             f"({', '.join(IMAGE_EXTENSIONS)}); "
             "every class needs at least one image in train/ and in test/"
         )
-    return [_join(folder, name) for name in names]
+    folder_path = _join(root, split, class_name)
+    return [(f"{folder_path}/{name}", file) for name, file in files.items()]
 
 
 def _round_robin(files_per_class):
-    """(path, label) pairs: the first file of each class, then the second of each, …"""
-    labelled = [[(path, label) for path in files] for label, files in enumerate(files_per_class)]
+    """(image, label) pairs: the first image of each class, then the second of each, …"""
+    labelled = [[(image, label) for image in files] for label, files in enumerate(files_per_class)]
     ranks = zip_longest(*labelled)
     return [item for rank in ranks for item in rank if item is not None]
 
 
 def _load_image_folders(source, subset, resize_to, resize_mixed_to):
-    with _open_tree(source) as tree:
-        layout = _find_layout(tree, source)
-        reader = _ImageReader(tree, source, resize_to, resize_mixed_to)
+    with _open_source(source) as top:
+        layout = _find_layout(top, source)
+        reader = _ImageReader(source, resize_to, resize_mixed_to)
         decoded = {}
         for split in SPLITS:
             items = _round_robin(layout.files[split])[:subset]
             labels = np.array([label for _, label in items], dtype=np.int64)
-            decoded[split] = [reader.read(path) for path, _ in items], labels
+            decoded[split] = [reader.read(path, file) for (path, file), _ in items], labels
         splits = {split: (reader.to_array(images), labels) for split, (images, labels) in decoded.items()}
     path = Path(source)
     return Dataset(
@@ -365,14 +365,15 @@ class _ImageReader:
     unless ``resize_to`` is given (each image is resized as it is read) or
     ``resize_mixed_to`` (all are resized once a size differs)."""
 
-    def __init__(self, tree, source, resize_to, resize_mixed_to):
-        self.tree, self.source = tree, source
+    def __init__(self, source, resize_to, resize_mixed_to):
+        self.source = source
         self.resize_to, self.resize_mixed_to = resize_to, resize_mixed_to
         self.first = None  # (path, (width, height)) of the first image read
         self.mixed = False
 
-    def read(self, path):
-        image = self.decode(path)
+    def read(self, path, file):
+        """The image in ``file`` (a Path or zipfile.Path); ``path`` names it in messages."""
+        image = self.decode(path, file)
         if self.resize_to is not None:
             image = _resize(image, self.resize_to)
         if self.first is None:
@@ -389,9 +390,9 @@ class _ImageReader:
             images = [_resize(image, self.resize_mixed_to) for image in images]
         return np.stack([np.asarray(image) for image in images])
 
-    def decode(self, path):
+    def decode(self, path, file):
         try:
-            with Image.open(io.BytesIO(self.tree.read(path))) as image:
+            with Image.open(io.BytesIO(file.read_bytes())) as image:
                 return image.convert("RGB")
         except _UNREADABLE as error:
             raise DataError(
