@@ -88,7 +88,7 @@ def test_keras_applications_xception_reaches_pytorch_through_our_keras_model():
     torch_model = Xception()
     before = state(torch_model)
     # Its shortcut layers carry generated names, which no PyTorch module has.
-    with pytest.raises(ValueError, match="Keras layer 'conv2d' has no counterpart.*nothing was copied"):
+    with pytest.raises(ValueError, match=r"Keras layer 'conv2d(_\d+)?' has no counterpart.*nothing was copied"):
         keras_to_torch(reference, torch_model)
     assert_unchanged(before, torch_model)
 
@@ -153,3 +153,16 @@ def test_a_model_of_another_structure_is_refused():
     other = keras.Model(inputs, outputs)
     with pytest.raises(ValueError, match="'norm' is a LayerNormalization"):
         keras_to_torch(other, Xception())
+
+
+@pytest.mark.parametrize("variant", [dict(residual=False), dict(intermediate_activation="elu"),
+                                     dict(intermediate_activation="relu", segment_size=4)],
+                         ids=["no-residual", "elu", "relu-segments-4"])
+def test_every_variant_converts_and_agrees(variant):
+    source = randomize_keras_batch_norm(build_xception(input_shape=(71, 71, 3), num_classes=10,
+                                                       classifier_activation=None, **variant))
+    torch_model = keras_to_torch(source, Xception(num_classes=10, **variant))
+    x = images(71)
+    assert relative_max_difference(torch_forward(torch_model, x), keras_forward(source, x)) <= TOLERANCE
+    with pytest.raises(ValueError, match="nothing was copied"):  # another variant does not fit
+        keras_to_torch(source, Xception(num_classes=10))

@@ -56,3 +56,13 @@ def test_another_keras_model_is_counted_with_its_own_groups():
     first = rows[0]  # 3×3 stride 2 'valid', 3 → 32 channels: 299 → 149
     assert (first.kind, first.params, first.mult_adds) == ("conv", 3 * 3 * 3 * 32, 149 * 149 * 3 * 3 * 3 * 32)
     assert {row.flow for row in rows} == {"inception"}
+
+
+def test_a_variant_costs_the_same_in_both_frameworks():
+    keras_model = build_xception(input_shape=(71, 71, 3), intermediate_activation="relu", segment_size=4)
+    keras_rows = costs.keras_layer_costs(keras_model)
+    torch_rows = costs.torch_layer_costs(Xception(intermediate_activation="relu", segment_size=4), image_size=71)
+    assert [(r.flow, r.kind, r.params, r.mult_adds) for r in keras_rows] == [
+        (r.flow, r.kind, r.params, r.mult_adds) for r in torch_rows]
+    depthwise = next(row for row in keras_rows if row.name == "block5_sepconv1_depthwise")
+    assert (depthwise.params, depthwise.mult_adds) == (9 * 4 * 728, 5 * 5 * 9 * 4 * 728)  # 5×5 maps at 71

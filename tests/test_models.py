@@ -236,3 +236,53 @@ def test_the_builders_define_the_same_helpers_in_the_same_order():
     torch_helpers = helpers(torch_xception)
     assert keras_helpers[0] == "build_xception" and torch_helpers[-1] == "init_like_keras"
     assert keras_helpers[1:] == torch_helpers[:-1]
+
+
+# The paper's experiments as model options (architecture.Variant).
+PROJECTIONS = [(64, 128), (128, 256), (256, 728), (728, 1024)]  # Figure 5's four 1×1 shortcuts, with their BN
+SEPARABLE_INPUTS = [64, 128, 128, 256, 256, 728] + [728] * 24 + [728, 728] + [1024, 1536]
+
+
+def test_without_residual_connections_the_projections_are_gone_in_both_frameworks():
+    projections = sum(c_in * c_out + 2 * c_out for c_in, c_out in PROJECTIONS)
+    for model in (build_xception(input_shape=(71, 71, 3), residual=False), Xception(residual=False)):
+        assert sum(parameters_by_flow(model).values()) == PAPER_TRAINABLE - projections == 21_878_880
+    keras_names = [layer.name for layer in build_xception(input_shape=(71, 71, 3), residual=False).layers]
+    assert not any(name.endswith(("_add", "_shortcut")) for name in keras_names)
+
+
+@pytest.mark.parametrize("segment_size", [2, 8])
+def test_larger_segments_multiply_the_spatial_steps_parameters(segment_size):
+    extra = 9 * sum(SEPARABLE_INPUTS) * (segment_size - 1)
+    for model in (build_xception(input_shape=(71, 71, 3), segment_size=segment_size),
+                  Xception(segment_size=segment_size)):
+        assert sum(parameters_by_flow(model).values()) == PAPER_TRAINABLE + extra
+
+
+def test_the_segment_sizes_allowed_divide_every_width_of_figure_5():
+    assert arch.SEPARABLE_WIDTHS == (64, 128, 256, 728, 1024, 1536)
+    assert arch.SEGMENT_SIZES == (1, 2, 4, 8)  # the divisors of gcd(...) = 8, since 728 = 8 · 91
+
+
+def test_an_intermediate_activation_changes_the_function_not_the_parameters():
+    x = torch.randn(1, 3, 71, 71)
+    torch.manual_seed(0)
+    plain = Xception(num_classes=10).eval()
+    torch.manual_seed(0)
+    with_elu = Xception(num_classes=10, intermediate_activation="elu").eval()
+    assert sum(parameters_by_flow(with_elu).values()) == sum(parameters_by_flow(plain).values())
+    assert sum(isinstance(m, nn.ELU) for m in with_elu.modules()) == len(SEPARABLE_INPUTS)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), with_elu(x))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("residual", "yes", r"residual must be True or False, got 'yes'"),
+    ("intermediate_activation", "gelu", r"intermediate_activation must be one of \(None, 'relu', 'elu'\), got 'gelu'"),
+    ("segment_size", 3, r"segment_size must be one of \(1, 2, 4, 8\).*got 3"),
+])
+def test_bad_variant_options_are_refused_by_both_builders(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_xception(input_shape=(71, 71, 3), **{option: value})
+    with pytest.raises(ValueError, match=message):
+        Xception(**{option: value})

@@ -15,6 +15,7 @@ infers the first, PyTorch reads them here.
 """
 
 from dataclasses import dataclass
+from math import gcd
 
 INPUT_CHANNELS = 3
 MIN_INPUT_SIZE = 71
@@ -107,6 +108,52 @@ MIDDLE_MODULES = tuple(middle_module(f"block{i}") for i in range(5, 13))
 EXIT_MODULE = downsampling_module("block13", 728, (728, 1024))
 EXIT_CONVS = Block("block14", (SeparableConv("sepconv1", 1024, 1536), SeparableConv("sepconv2", 1536, 2048)))
 FEATURE_CHANNELS = EXIT_CONVS.convs[-1].filters
+
+# The widths a separable convolution takes in, in Figure 5; a segment of the
+# spatial step must divide every one of them.
+SEPARABLE_WIDTHS = tuple(sorted({
+    conv.in_channels
+    for block in (*ENTRY_MODULES, *MIDDLE_MODULES, EXIT_MODULE, EXIT_CONVS)
+    for conv in block.convs
+}))
+SEGMENT_SIZES = tuple(d for d in range(1, gcd(*SEPARABLE_WIDTHS) + 1) if gcd(*SEPARABLE_WIDTHS) % d == 0)
+INTERMEDIATE_ACTIVATIONS = (None, "relu", "elu")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The paper's experiments on the network (defaults: Xception itself).
+
+    * ``residual``: without it, no module has a shortcut (Figure 9's variant);
+    * ``intermediate_activation``: an activation between the depthwise and
+      the pointwise step of every separable convolution (Figure 10);
+    * ``segment_size``: channels per segment of the separable convolutions'
+      spatial step (section 2's spectrum): 1 is depthwise, larger values make
+      a grouped 3×3 of fewer, larger segments before the pointwise 1×1.
+    """
+
+    residual: bool = True
+    intermediate_activation: str | None = None
+    segment_size: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be True or False, got {self.residual!r}")
+        if self.intermediate_activation not in INTERMEDIATE_ACTIVATIONS:
+            raise ValueError(f"intermediate_activation must be one of {INTERMEDIATE_ACTIVATIONS}, "
+                             f"got {self.intermediate_activation!r}")
+        if isinstance(self.segment_size, bool) or self.segment_size not in SEGMENT_SIZES:
+            raise ValueError(f"segment_size must be one of {SEGMENT_SIZES} (a divisor of every width a separable "
+                             f"convolution takes, {SEPARABLE_WIDTHS}), got {self.segment_size!r}")
+
+    @property
+    def separable(self) -> bool:
+        """True when every separable convolution is the plain one: depthwise,
+        then pointwise, nothing in between (one Keras SeparableConv2D)."""
+        return self.intermediate_activation is None and self.segment_size == 1
+
+
+XCEPTION = Variant()
 
 FLOWS = {
     "entry_flow": ("block1", "block2", "block3", "block4"),

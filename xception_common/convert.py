@@ -25,12 +25,14 @@ CONV = (3, 2, 0, 1)
 DEPTHWISE = (2, 3, 0, 1)
 LAYOUTS = {
     "separable": (DEPTHWISE, CONV),
+    "depthwise": (DEPTHWISE,),
     "conv": (CONV,),
     "batchnorm": (None, None, None, None),  # gamma/weight, beta/bias, mean, variance
     "dense": ((1, 0), None),
 }
 KERAS_KINDS = {
     "SeparableConv2D": "separable",
+    "DepthwiseConv2D": "depthwise",
     "Conv2D": "conv",
     "BatchNormalization": "batchnorm",
     "Dense": "dense",
@@ -80,27 +82,30 @@ def keras_units(keras_model) -> dict[str, object]:
 
 def keras_name(torch_name: str) -> str:
     """The Keras layer a PyTorch module stands for: without the flow, dots
-    as underscores, and a last ``conv`` naming the layer itself
-    (``entry_flow.block2.shortcut.conv`` → ``block2_shortcut``)."""
+    as underscores, and without ``conv``, the module that holds the layer
+    itself (``entry_flow.block2.shortcut.conv`` → ``block2_shortcut``,
+    ``…sepconv1.conv.depthwise`` → ``block2_sepconv1_depthwise``)."""
     parts = torch_name.split(".")
     if parts[0] in FLOWS:
         parts = parts[1:]
-    if len(parts) > 1 and parts[-1] == "conv":
-        parts = parts[:-1]
-    return "_".join(parts)
+    return "_".join(part for part in parts if part != "conv") or torch_name
 
 
 def torch_units(torch_model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
     """The PyTorch modules that hold weights as (name, module, kind), by the
     Keras name they stand for; a separable convolution counts as one unit,
     like Keras' SeparableConv2D."""
-    units, inside = {}, ()
+    units, inside = {}, ""
     for name, module in torch_model.named_modules():
         if inside and name.startswith(inside):
             continue
-        if isinstance(module, SeparableConv2d):
+        if isinstance(module, SeparableConv2d) and _is_plain(module):
             kind = "separable"
             inside = name + "."
+        elif isinstance(module, SeparableConv2d):
+            continue  # its two steps are Keras layers of their own
+        elif isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels:
+            kind = "depthwise"
         elif isinstance(module, nn.Conv2d):
             kind = "conv"
         elif isinstance(module, nn.BatchNorm2d):
@@ -111,6 +116,12 @@ def torch_units(torch_model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]
             continue
         units[keras_name(name)] = (name, module, kind)
     return units
+
+
+def _is_plain(separable: SeparableConv2d) -> bool:
+    """Depthwise, then pointwise, nothing in between: Keras' SeparableConv2D."""
+    depthwise = separable.depthwise
+    return depthwise.groups == depthwise.in_channels and not hasattr(separable, "act")
 
 
 def pair_layers(keras_model, torch_model: nn.Module) -> list[Pair]:

@@ -52,9 +52,11 @@ def keras_layer_costs(model, flow_of=arch.flow_of) -> list[LayerCost]:
                                   prod(depthwise), pixels * prod(depthwise)))
             rows.append(LayerCost(layer.name + ".pointwise", flow, "pointwise",
                                   prod(pointwise), pixels * prod(pointwise)))
-        elif kind == "Conv2D":
+        elif kind in ("Conv2D", "DepthwiseConv2D"):
             params = sum(prod(w.shape) for w in layer.trainable_weights)
-            rows.append(LayerCost(layer.name, flow, "conv", params, pixels * prod(layer.kernel.shape)))
+            role = "depthwise" if layer.name.endswith("_depthwise") else "pointwise" if layer.name.endswith(
+                "_pointwise") else "conv"
+            rows.append(LayerCost(layer.name, flow, role, params, pixels * prod(layer.kernel.shape)))
         elif kind == "Dense":
             params = layer.count_params()
             rows.append(LayerCost(layer.name, flow, "dense", params, params))

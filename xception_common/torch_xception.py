@@ -17,23 +17,23 @@ from torch import nn
 from . import architecture as arch
 
 
-def entry_flow() -> nn.Sequential:
+def entry_flow(variant: arch.Variant = arch.XCEPTION) -> nn.Sequential:
     blocks = OrderedDict({arch.ENTRY_STEM.name: stem(arch.ENTRY_STEM)})
     for module in arch.ENTRY_MODULES:
-        blocks[module.name] = residual_module(module)
+        blocks[module.name] = residual_module(module, variant)
     return nn.Sequential(blocks)
 
 
-def middle_flow() -> nn.Sequential:
+def middle_flow(variant: arch.Variant = arch.XCEPTION) -> nn.Sequential:
     blocks = OrderedDict()
     for module in arch.MIDDLE_MODULES:
-        blocks[module.name] = residual_module(module)
+        blocks[module.name] = residual_module(module, variant)
     return nn.Sequential(blocks)
 
 
-def exit_flow() -> nn.Sequential:
-    blocks = OrderedDict({arch.EXIT_MODULE.name: residual_module(arch.EXIT_MODULE)})
-    blocks[arch.EXIT_CONVS.name] = exit_convs(arch.EXIT_CONVS)
+def exit_flow(variant: arch.Variant = arch.XCEPTION) -> nn.Sequential:
+    blocks = OrderedDict({arch.EXIT_MODULE.name: residual_module(arch.EXIT_MODULE, variant)})
+    blocks[arch.EXIT_CONVS.name] = exit_convs(arch.EXIT_CONVS, variant)
     return nn.Sequential(blocks)
 
 
@@ -44,24 +44,27 @@ def stem(block: arch.Block) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-def residual_module(module: arch.ResidualModule) -> "Residual":
+def residual_module(module: arch.ResidualModule, variant: arch.Variant = arch.XCEPTION) -> nn.Module:
     """[ReLU] → separable conv → BN, repeated, then max pool where the module
     has one; added to its shortcut: a 1×1 stride-2 projection (conv → BN) of
-    the module's input, or the input itself."""
+    the module's input, or the input itself. Without ``variant.residual``,
+    no shortcut."""
     shortcut, layers = nn.Identity(), OrderedDict()
-    if module.shortcut:
+    if module.shortcut and variant.residual:
         shortcut = conv_bn(module.shortcut)
     for i, conv in enumerate(module.convs):  # the first ReLU keeps the input: the shortcut reads it
-        layers[conv.name] = relu_separable_bn(conv, inplace=i > 0)
+        layers[conv.name] = relu_separable_bn(conv, variant, inplace=i > 0)
     if module.pool:
         layers["pool"] = max_pool()
+    if not variant.residual:
+        return nn.Sequential(layers)
     return Residual(shortcut, layers)
 
 
-def exit_convs(block: arch.Block) -> nn.Sequential:
+def exit_convs(block: arch.Block, variant: arch.Variant = arch.XCEPTION) -> nn.Sequential:
     layers = OrderedDict()
     for conv in block.convs:
-        layers[conv.name] = separable_bn_relu(conv)
+        layers[conv.name] = separable_bn_relu(conv, variant)
     return nn.Sequential(layers)
 
 
@@ -96,26 +99,28 @@ def conv_bn(conv: arch.Conv) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=layer, bn=batch_norm(conv.filters)))
 
 
-def relu_separable_bn(conv: arch.SeparableConv, inplace: bool = True) -> nn.Sequential:
+def relu_separable_bn(conv: arch.SeparableConv, variant: arch.Variant = arch.XCEPTION,
+                      inplace: bool = True) -> nn.Sequential:
     layers = OrderedDict()
     if conv.relu:
         layers["act"] = nn.ReLU(inplace=inplace)
-    layers["conv"] = separable_conv(conv)
+    layers["conv"] = separable_conv(conv, variant)
     layers["bn"] = batch_norm(conv.filters)
     return nn.Sequential(layers)
 
 
-def separable_bn_relu(conv: arch.SeparableConv) -> nn.Sequential:
+def separable_bn_relu(conv: arch.SeparableConv, variant: arch.Variant = arch.XCEPTION) -> nn.Sequential:
     layers = OrderedDict()
-    layers["conv"] = separable_conv(conv)
+    layers["conv"] = separable_conv(conv, variant)
     layers["bn"] = batch_norm(conv.filters)
     layers["act"] = nn.ReLU(inplace=True)
     return nn.Sequential(layers)
 
 
-def separable_conv(conv: arch.SeparableConv) -> "SeparableConv2d":
-    """Depthwise 3×3 then pointwise 1×1, nothing in between."""
-    return SeparableConv2d(conv.in_channels, conv.filters)
+def separable_conv(conv: arch.SeparableConv, variant: arch.Variant = arch.XCEPTION) -> "SeparableConv2d":
+    """Depthwise 3×3 then pointwise 1×1, nothing in between; a variant may
+    put an activation in between, or group the 3×3 in larger segments."""
+    return SeparableConv2d(conv.in_channels, conv.filters, variant.segment_size, variant.intermediate_activation)
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -129,15 +134,23 @@ def max_pool() -> "MaxPoolSame":
 class SeparableConv2d(nn.Module):
     """Keras' ``SeparableConv2D`` without bias: a depthwise 3×3 convolution
     (one filter per input channel, ``groups=in_channels``), then a pointwise
-    1×1 that mixes the channels."""
+    1×1 that mixes the channels. ``segment_size`` channels per group make
+    the 3×3 a grouped convolution of fewer segments; ``activation`` ("relu",
+    "elu") goes between the two steps."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, segment_size: int = 1, activation: str | None = None):
         super().__init__()
-        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
+        groups = in_channels // segment_size
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=groups, bias=False)
+        if activation:
+            self.act = {"relu": nn.ReLU, "elu": nn.ELU}[activation]()
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x):
-        return self.pointwise(self.depthwise(x))
+        x = self.depthwise(x)
+        if hasattr(self, "act"):
+            x = self.act(x)
+        return self.pointwise(x)
 
 
 class MaxPoolSame(nn.Module):
@@ -172,15 +185,19 @@ class Xception(nn.Module):
     fine-tuning, as in timm: ``forward_features`` gives that map,
     ``forward_head`` pools it (and classifies, when there is a classifier and
     ``pre_logits`` is False), and ``reset_classifier`` puts a new classifier
-    on the backbone.
+    on the backbone. ``residual``, ``intermediate_activation`` and
+    ``segment_size`` build the paper's experimental variants
+    (``architecture.Variant``); the defaults build Xception.
     """
 
-    def __init__(self, num_classes: int = 1000, include_top: bool = True, dropout: float = 0.0):
+    def __init__(self, num_classes: int = 1000, include_top: bool = True, dropout: float = 0.0,
+                 residual: bool = True, intermediate_activation: str | None = None, segment_size: int = 1):
+        variant = arch.Variant(residual, intermediate_activation, segment_size)
         arch.check_options(num_classes, dropout)
         super().__init__()
-        self.entry_flow = entry_flow()
-        self.middle_flow = middle_flow()
-        self.exit_flow = exit_flow()
+        self.entry_flow = entry_flow(variant)
+        self.middle_flow = middle_flow(variant)
+        self.exit_flow = exit_flow(variant)
         self.include_top = False
         if include_top:
             self._add_classifier(num_classes, dropout)
