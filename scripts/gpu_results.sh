@@ -28,6 +28,8 @@ exec > >(tee -a "$results/log.txt") 2>&1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 failed=0
 python=${PYTHON:-python3}
+# shellcheck source=scripts/report_run.sh
+source "$(dirname "$0")/report_run.sh"
 
 [ -n "$bench" ] && : > "$results/bench.md"
 for pair in $bench; do
@@ -43,14 +45,6 @@ for size in $sizes; do
     timeout "${RUN_TIMEOUT:-0}" "$python" -m xception_common.train --framework torch --data "$data" \
         --epochs "$epochs" --image-size "$size" --batch-size 128 --out "$out" "${resume[@]}" "$@" \
         2> "$out.progress"
-    code=$?
-    echo "torch ${size}px: exit $code"
-    if [ "$code" -ne 0 ]; then
-        tail -n 5 "$out.progress"
-        [ "$code" -ne 124 ] && failed=1  # 124: cut short by RUN_TIMEOUT, as asked
-    fi
-    if [ -e "$out/history.json" ]; then
-        cp "$out/history.json" "$results/torch-${size}px.json"
-    fi
+    report_run "torch ${size}px" $? "$out.progress" "$out/history.json" "$results/torch-${size}px.json"
 done
 exit "$failed"

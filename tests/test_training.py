@@ -372,6 +372,8 @@ def image_folder(tmp_path):
         (["--resume"], "nothing to resume"),
         (["--subset", "0"], "subset must be >= 1"),
         (["--precision", "fp8"], "invalid choice: 'fp8'"),
+        (["--segment-size", "3"], "segment_size must be one of (1, 2, 4, 8)"),
+        (["--intermediate-activation", "gelu"], "invalid choice: 'gelu'"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(options, message, image_folder, tmp_path, capsys):
@@ -426,12 +428,16 @@ def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def run_gpu_results(args, tmp_path, **env):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_results.sh"
+def run_script(name, args, tmp_path, **env):
+    script = Path(__file__).resolve().parents[1] / "scripts" / name
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "BENCH": "", "SIZES": "71", "RUNS": str(tmp_path / "runs"), **env}
+    env = {**os.environ, "PATH": path, "RUNS": str(tmp_path / "runs"), **env}
     return subprocess.run(["bash", str(script), *map(str, args)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
+
+
+def run_gpu_results(args, tmp_path, **env):
+    return run_script("gpu_results.sh", args, tmp_path, **{"BENCH": "", "SIZES": "71", **env})
 
 
 def test_gpu_results_script_keeps_each_runs_history_and_resumes(image_folder, tmp_path):
@@ -503,3 +509,54 @@ def test_a_short_run_is_evaluated_far_above_chance(framework):
     last = history[-1]
     assert last["val_accuracy"] >= 2 / 3 and last["val_accuracy_ema"] >= 2 / 3, last
     assert min(last["val_accuracy"], last["val_accuracy_ema"]) >= last["accuracy"] - 0.05, last
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_the_command_line_trains_a_variant_and_records_it(framework, image_folder, tmp_path):
+    out = tmp_path / "run"
+    main(["--framework", framework, "--data", str(image_folder), "--epochs", "1", "--image-size", "71",
+          "--batch-size", "2", "--no-residual", "--intermediate-activation", "elu", "--segment-size", "4",
+          "--out", str(out)])
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["residual"], saved["intermediate_activation"], saved["segment_size"]) == (False, "elu", 4)
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    if framework == "torch":
+        weights = torch.load(out / CHECKPOINTS["torch"], map_location="cpu", weights_only=True)["model"]
+        names = list(weights)
+        depthwise = weights["middle_flow.block5.sepconv1.conv.depthwise.weight"]
+    else:
+        import keras
+
+        model = keras.saving.load_model(out / CHECKPOINTS["keras"])
+        names = [layer.name for layer in model.layers]
+        depthwise = model.get_layer("block5_sepconv1_depthwise").kernel
+    assert not any("shortcut" in name for name in names)
+    assert tuple(depthwise.shape) in {(728, 4, 3, 3), (3, 3, 4, 728)}  # groups of 4 channels
+
+
+def test_paper_experiments_script_runs_every_variant_and_seed_at_once(image_folder, tmp_path):
+    results, options = tmp_path / "results", ["--image-size", "71", "--batch-size", "2"]
+    done = run_script("paper_experiments.sh", [image_folder, results, 1, *options], tmp_path,
+                      VARIANTS="xception no-residual", SEEDS="0 1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = ["xception-seed0", "xception-seed1", "no-residual-seed0", "no-residual-seed1"]
+    log = (results / "log.txt").read_text()
+    assert all(f"{name}: exit 0" in log for name in names)
+    for name in names:
+        config = json.loads((tmp_path / "runs" / name / "config.json").read_text())
+        assert (config["residual"], config["seed"]) == (name.startswith("xception"), int(name[-1]))
+        assert len(json.loads((results / f"{name}.json").read_text())) == 1
+    # A run made beside three others equals the same run made alone.
+    alone = run_script("paper_experiments.sh", [image_folder, tmp_path / "alone", 1, *options], tmp_path,
+                       VARIANTS="xception", SEEDS="0", RUNS=str(tmp_path / "alone-runs"))
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+
+    def without_time(path):
+        return [{k: v for k, v in record.items() if k != "seconds"} for record in json.loads(path.read_text())]
+
+    assert without_time(tmp_path / "alone" / "xception-seed0.json") == without_time(results / "xception-seed0.json")
+
+
+def test_paper_experiments_script_refuses_an_unknown_variant(image_folder, tmp_path):
+    done = run_script("paper_experiments.sh", [image_folder, tmp_path / "results"], tmp_path, VARIANTS="gelu")
+    assert done.returncode == 2 and "unknown variant gelu" in done.stdout + done.stderr

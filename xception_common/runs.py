@@ -52,11 +52,24 @@ class TrainConfig:
     ema_decay: float = recipe.EMA_DECAY
     precision: str = "auto"
     bn_batches: int = recipe.BN_BATCHES
+    # The paper's experimental variants of the model (architecture.Variant).
+    residual: bool = True
+    intermediate_activation: str | None = None
+    segment_size: int = 1
 
     def compute_dtype(self, capability: tuple[int, int] | None) -> str:
         """The precision to train in on a GPU of this compute capability
         (None: a CPU); ``auto`` follows ``auto_precision``."""
         return auto_precision(capability) if self.precision == "auto" else self.precision
+
+    def variant(self) -> arch.Variant:
+        """The model variant to train; the defaults are Xception."""
+        return arch.Variant(self.residual, self.intermediate_activation, self.segment_size)
+
+    def model_options(self) -> dict:
+        """The variant as the keyword arguments both builders take."""
+        return {"residual": self.residual, "intermediate_activation": self.intermediate_activation,
+                "segment_size": self.segment_size}
 
     def check(self) -> None:
         """Raise ValueError, saying what is allowed, for an impossible option."""
@@ -75,6 +88,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
             raise ValueError(f"bn_batches must be a whole number >= 0, got {self.bn_batches!r}")
+        self.variant()  # ValueError for a variant that cannot be built
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -45,12 +45,20 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--bn-batches", type=int, default=recipe.BN_BATCHES,
                         help="training batches over which each evaluated model gets BatchNorm statistics of its own "
                         f"(default {recipe.BN_BATCHES}; 0: the live model's running statistics)")
+    parser.add_argument("--no-residual", dest="residual", action="store_false",
+                        help="train the variant without residual connections (the paper's Figure 9)")
+    parser.add_argument("--intermediate-activation", choices=[a for a in arch.INTERMEDIATE_ACTIVATIONS if a],
+                        help="an activation between depthwise and pointwise steps (the paper's Figure 10)")
+    parser.add_argument("--segment-size", type=int, default=1,
+                        help=f"channels per segment of the separable 3×3 step, one of {arch.SEGMENT_SIZES} "
+                        "(default 1: depthwise)")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
     config = TrainConfig(
         args.framework, args.data, args.epochs, args.image_size, args.batch_size,
         args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
+        args.residual, args.intermediate_activation, args.segment_size,
     )
     try:
         config.check()

@@ -141,6 +141,7 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
             (config.image_size, config.image_size, 3),
             dropout=recipe.DROPOUT,
             classifier_activation=None,
+            **config.model_options(),
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)

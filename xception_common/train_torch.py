@@ -121,7 +121,8 @@ class Trainer:
         self.precision = config.compute_dtype(gpu_capability(self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "float16")
         seed_all(config.seed, ["torch"])
-        self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT).to(self.device)
+        self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT, **config.model_options())
+        self.model = self.model.to(self.device)
         if self.gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
