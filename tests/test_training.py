@@ -1,6 +1,7 @@
 """The paper's recipe in both frameworks: schedule, pipeline, training, resume, CLI."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -53,6 +54,51 @@ def test_torch_schedule_matches_the_paper():
         scheduler.step()
     assert rates == pytest.approx(PAPER_SCHEDULE, rel=1e-12)
     assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def cifar_rates(steps_per_epoch, epochs, batch_size):
+    """The CIFAR recipe's rate at every step, from its own definition written out:
+    0.1 · batch / 128 at the peak, a linear warm-up over 2 epochs from a tenth
+    of it, then half a cosine period down to zero at the last step."""
+    peak, warmup = 0.1 * batch_size / 128, 2 * steps_per_epoch
+    decay = (epochs - 2) * steps_per_epoch
+    return [peak * (0.1 + 0.9 * step / warmup) if step < warmup
+            else peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / decay))
+            for step in range(steps_per_epoch * epochs)]
+
+
+def test_both_frameworks_follow_the_cifar_recipes_schedule():
+    steps, epochs, batch_size = 7, 6, 64
+    expected = cifar_rates(steps, epochs, batch_size)
+    keras_schedule = train_keras.learning_rate_schedule(steps, recipe.CIFAR, epochs, batch_size)
+    keras_rates = [float(keras_schedule(step)) for step in range(steps * epochs)]
+    assert keras_rates == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    optimizer = train_torch.make_optimizer(torch.nn.Linear(2, 2), learning_rate=recipe.CIFAR.peak(batch_size),
+                                           nesterov=True)
+    scheduler = train_torch.make_cosine_scheduler(optimizer, recipe.CIFAR, steps, epochs)
+    rates = []
+    for _ in range(steps * epochs):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert expected[-1] < 0.01 * max(expected)  # annealed to near zero by the last step
+    assert recipe.deviations(recipe.CIFAR) == {"peak_learning_rate": 0.1, "schedule": "cosine", "warmup_epochs": 2,
+                                               "reference_batch": 128, "nesterov": True, "weight_decay": 5e-4}
+    assert recipe.deviations(recipe.PAPER) == {}
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_cifar_recipe_run_records_its_deviations_and_resumes_only_to_its_length(framework, tmp_path):
+    out, dataset = tmp_path / "run", tiny_dataset(n=8)
+    history = train(config(framework, 2, recipe="cifar", batch_size=4), out, dataset=dataset, progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["recipe"] == "cifar" and saved["recipe_deviations_from_the_paper"]["schedule"] == "cosine"
+    assert run_folder.load_run(out)[0].recipe == "cifar"
+    # Two steps an epoch at batch 4: the rate at the start of epoch 1 is the peak's, after the first epoch of warm-up.
+    assert history[1]["lr"] == pytest.approx(0.1 * 4 / 128 * (0.1 + 0.9 * 2 / 4), rel=1e-5)
+    with pytest.raises(run_folder.RunError, match="anneals over exactly those; resume it with --epochs 2"):
+        train(config(framework, 3, recipe="cifar", batch_size=4), out, resume=True, dataset=dataset, progress=False)
 
 
 def test_weight_decay_only_on_kernels_in_both():
@@ -374,6 +420,7 @@ def image_folder(tmp_path):
         (["--precision", "fp8"], "invalid choice: 'fp8'"),
         (["--segment-size", "3"], "segment_size must be one of (1, 2, 4, 8)"),
         (["--intermediate-activation", "gelu"], "invalid choice: 'gelu'"),
+        (["--recipe", "adam"], "invalid choice: 'adam'"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(options, message, image_folder, tmp_path, capsys):

@@ -16,11 +16,12 @@ history in the checkpoint, and resuming writes ``history.json`` anew from it.
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import architecture as arch
 from . import recipe
+from .recipe import Recipe
 
 FRAMEWORKS = ("keras", "torch")
 DEFAULT_IMAGE_SIZE = 128
@@ -56,6 +57,7 @@ class TrainConfig:
     residual: bool = True
     intermediate_activation: str | None = None
     segment_size: int = 1
+    recipe: str = "paper"  # a name in recipe.RECIPES
 
     def compute_dtype(self, capability: tuple[int, int] | None) -> str:
         """The precision to train in on a GPU of this compute capability
@@ -70,6 +72,9 @@ class TrainConfig:
         """The variant as the keyword arguments both builders take."""
         return {"residual": self.residual, "intermediate_activation": self.intermediate_activation,
                 "segment_size": self.segment_size}
+
+    def training_recipe(self) -> Recipe:
+        return recipe.RECIPES[self.recipe]
 
     def check(self) -> None:
         """Raise ValueError, saying what is allowed, for an impossible option."""
@@ -89,6 +94,8 @@ class TrainConfig:
         if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
             raise ValueError(f"bn_batches must be a whole number >= 0, got {self.bn_batches!r}")
         self.variant()  # ValueError for a variant that cannot be built
+        if self.recipe not in recipe.RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(recipe.RECIPES)}, got {self.recipe!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -104,6 +111,12 @@ def atomic_write(path: Path, write) -> None:
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     write(partial)
     os.replace(partial, path)
+
+
+def config_record(config: TrainConfig) -> dict:
+    """What config.json holds: the options, and what the run's recipe sets
+    otherwise than the paper's."""
+    return asdict(config) | {"recipe_deviations_from_the_paper": recipe.deviations(config.training_recipe())}
 
 
 def write_json(path: Path, value) -> None:
@@ -130,10 +143,14 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
         raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
+    if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
+        raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "
+                       f"rate anneals over exactly those; resume it with --epochs {saved['epochs']}")
 
 
 def load_run(out) -> tuple[TrainConfig, list[dict]]:
     """The options and the history of the run in folder ``out``."""
     out = Path(out)
-    config = TrainConfig(**json.loads((out / "config.json").read_text()))
+    saved = json.loads((out / "config.json").read_text())
+    config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
     return config, json.loads((out / "history.json").read_text())

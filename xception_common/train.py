@@ -45,6 +45,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--bn-batches", type=int, default=recipe.BN_BATCHES,
                         help="training batches over which each evaluated model gets BatchNorm statistics of its own "
                         f"(default {recipe.BN_BATCHES}; 0: the live model's running statistics)")
+    parser.add_argument("--recipe", choices=list(recipe.RECIPES), default="paper",
+                        help="paper (default): the paper's ImageNet recipe; cifar: warm-up and cosine to zero, "
+                        "for short runs on small data (config.json lists what it changes)")
     parser.add_argument("--no-residual", dest="residual", action="store_false",
                         help="train the variant without residual connections (the paper's Figure 9)")
     parser.add_argument("--intermediate-activation", choices=[a for a in arch.INTERMEDIATE_ACTIVATIONS if a],
@@ -58,7 +61,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     config = TrainConfig(
         args.framework, args.data, args.epochs, args.image_size, args.batch_size,
         args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
-        args.residual, args.intermediate_activation, args.segment_size,
+        args.residual, args.intermediate_activation, args.segment_size, args.recipe,
     )
     try:
         config.check()

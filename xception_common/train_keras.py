@@ -1,4 +1,4 @@
-"""Training the Keras Xception with the paper's recipe.
+"""Training the Keras Xception with the paper's recipe, or the CIFAR one.
 
 Keras' own pieces do the work: ``SGD(use_ema=True)`` keeps the Polyak
 average, ``ExponentialDecay(staircase=True)`` the schedule, kernel
@@ -32,24 +32,39 @@ from .seeding import seed_all  # noqa: E402
 HISTORY_MEMBER = "history.json"  # inside the .keras checkpoint
 
 
-def learning_rate_schedule(steps: int) -> keras.optimizers.schedules.ExponentialDecay:
-    """× 0.94 every 2 epochs, counted in optimizer steps of ``steps`` per epoch."""
-    return keras.optimizers.schedules.ExponentialDecay(
-        recipe.INITIAL_LEARNING_RATE,
-        decay_steps=recipe.EPOCHS_PER_DECAY * steps,
-        decay_rate=recipe.LEARNING_RATE_DECAY,
-        staircase=True,
+def learning_rate_schedule(steps: int, training_recipe: recipe.Recipe = recipe.PAPER, epochs: int = 1,
+                           batch_size: int = 1) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The recipe's rate by optimizer step, ``steps`` per epoch. The paper's:
+    × 0.94 every 2 epochs (``epochs`` and ``batch_size`` do not matter); the
+    CIFAR recipe's: a linear warm-up, then a cosine to zero at the last step
+    of ``epochs``."""
+    peak = training_recipe.peak(batch_size)
+    if training_recipe.schedule == "staircase":
+        return keras.optimizers.schedules.ExponentialDecay(
+            peak,
+            decay_steps=training_recipe.epochs_per_decay * steps,
+            decay_rate=training_recipe.learning_rate_decay,
+            staircase=True,
+        )
+    warmup = training_recipe.warmup_epochs * steps
+    return keras.optimizers.schedules.CosineDecay(
+        recipe.WARMUP_START * peak if warmup else peak,
+        decay_steps=training_recipe.decay_steps(steps, epochs),
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
     )
 
 
-def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY,
-                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+def make_optimizer(steps: int, ema_decay: float = recipe.EMA_DECAY, loss_scaling: bool = False,
+                   training_recipe: recipe.Recipe = recipe.PAPER, epochs: int = 1,
+                   batch_size: int = 1) -> keras.optimizers.Optimizer:
     """SGD with momentum and Polyak averaging; for float16, wrapped in a
     ``LossScaleOptimizer`` here rather than by ``compile``, so that the
     wrapper is saved with the model and a resumed run gets it back."""
     sgd = keras.optimizers.SGD(
-        learning_rate=learning_rate_schedule(steps),
-        momentum=recipe.MOMENTUM,
+        learning_rate=learning_rate_schedule(steps, training_recipe, epochs, batch_size),
+        momentum=training_recipe.momentum,
+        nesterov=training_recipe.nesterov,
         use_ema=True,
         ema_momentum=ema_decay,
     )
@@ -145,9 +160,11 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    add_weight_decay(model, recipe.WEIGHT_DECAY)
+    chosen = config.training_recipe()
+    add_weight_decay(model, chosen.weight_decay)
     model.compile(
-        optimizer=make_optimizer(steps, config.ema_decay, loss_scaling=precision == "float16"),
+        optimizer=make_optimizer(steps, config.ema_decay, precision == "float16", chosen, config.epochs,
+                                 config.batch_size),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         jit_compile=gpu,

@@ -8,7 +8,6 @@ from the command line.
 
 import importlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from . import runs
@@ -43,7 +42,7 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     checkpoint = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        runs.write_json(out / "config.json", asdict(config))
+        runs.write_json(out / "config.json", runs.config_record(config))
         checkpoint = out / CHECKPOINTS[config.framework]
 
     def saved(history):
