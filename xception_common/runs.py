@@ -69,9 +69,8 @@ class TrainConfig:
         return arch.Variant(self.residual, self.intermediate_activation, self.segment_size)
 
     def model_options(self) -> dict:
-        """The variant as the keyword arguments both builders take."""
-        return {"residual": self.residual, "intermediate_activation": self.intermediate_activation,
-                "segment_size": self.segment_size}
+        """The variant as the keyword arguments both builders take (they are named as its fields)."""
+        return asdict(self.variant())
 
     def training_recipe(self) -> Recipe:
         return recipe.RECIPES[self.recipe]
