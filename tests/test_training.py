@@ -1,5 +1,6 @@
 """The paper's recipe in both frameworks: schedule, pipeline, training, resume, CLI."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -198,7 +200,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(framework, precision, runs)
     assert without_seconds(saved) == without_seconds(run.whole)
     # The checkpoint is renamed into place: no partial file is left behind.
     assert sorted(p.name for p in run.split_dir.iterdir()) == sorted(
-        ["config.json", "history.json", CHECKPOINTS[framework]])
+        ["config.json", "history.json", CHECKPOINTS[framework], run_folder.PREDICTIONS])
 
 
 class Killed(BaseException):
@@ -250,6 +252,67 @@ def test_a_checkpoint_without_a_history_keeps_the_history_file(runs, tmp_path):
                     dataset=tiny_dataset(n=8), progress=False)
     assert [r["epoch"] for r in history] == [0, 1, 2, 3]
     assert history[:3] == runs("torch").whole
+
+
+@pytest.mark.parametrize("framework, precision", [("torch", "float32"), ("keras", "float32"), ("keras", "float16")])
+def test_a_finished_run_keeps_the_test_predictions_it_was_evaluated_with(framework, precision, runs):
+    """The saved probabilities give the last epoch's test accuracies of the
+    live and the averaged model, computed by the evaluation, and a resumed run
+    saves the same ones as an uninterrupted run."""
+    run = runs(framework, precision)
+    saved = run_folder.load_predictions(run.whole_dir / run_folder.PREDICTIONS)
+    labels = tiny_dataset(n=8).y_test
+    np.testing.assert_array_equal(saved["labels"], labels)
+    last = run.whole[-1]
+    for name, accuracy in (("live", last["val_accuracy"]), ("averaged", last["val_accuracy_ema"])):
+        for probabilities in (saved[name], saved[f"{name}_flipped"]):
+            assert probabilities.shape == (8, 3)
+            np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=3e-3)  # float16 on disk
+        assert np.mean(saved[name].argmax(1) == labels) == pytest.approx(accuracy, abs=1e-6)
+    resumed = run_folder.load_predictions(run.split_dir / run_folder.PREDICTIONS)
+    for name in run_folder.PREDICTED:
+        np.testing.assert_allclose(resumed[name], saved[name], atol=1e-3)
+
+
+def mirrored_test_images(dataset):
+    """``dataset`` with test images whose right half mirrors their left."""
+    half = dataset.x_test[:, :, : dataset.x_test.shape[2] // 2]
+    x_test = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    return dataclasses.replace(dataset, x_test=x_test)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_the_flipped_predictions_mirror_the_test_images_left_to_right(framework, runs):
+    """On images equal to their mirror image the flipped predictions are the
+    plain ones; on the random ones they are not."""
+    dataset = tiny_dataset(n=8)
+    options = config(framework, 3, precision="float32")
+    if framework == "torch":
+        trainer = train_torch.Trainer(dataset, options, progress=False)
+        trainer.train_epoch()
+
+        def predict(data):
+            trainer.test_images = trainer._to_device(data.x_test, data.y_test)[0]
+            return trainer.predictions()
+    else:
+        model = keras.saving.load_model(runs("keras").whole_dir / CHECKPOINTS["keras"])
+
+        def predict(data):
+            return train_keras.predictions(model, data, options, epoch=2)
+    plain = predict(dataset)
+    mirrored = predict(mirrored_test_images(dataset))
+    for name in ("live", "averaged"):
+        assert np.abs(plain[f"{name}_flipped"] - plain[name]).max() > 1e-4
+        np.testing.assert_allclose(mirrored[f"{name}_flipped"], mirrored[name], atol=1e-5)
+
+
+def test_predictions_are_refused_without_every_model_or_with_a_row_per_image_missing(tmp_path):
+    probabilities = {name: np.full((4, 2), 0.5) for name in run_folder.PREDICTED}
+    with pytest.raises(ValueError, match="probabilities must be given for live, live_flipped, averaged"):
+        run_folder.write_predictions(tmp_path / "p.npz", [0, 1, 0, 1], {"live": probabilities["live"]})
+    with pytest.raises(ValueError, match=r"one row of probabilities per test label \(5\)"):
+        run_folder.write_predictions(tmp_path / "p.npz", [0, 1, 0, 1, 1], probabilities)
+    assert not list(tmp_path.iterdir())
 
 
 def test_load_run_gives_the_options_and_the_history(runs):

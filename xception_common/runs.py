@@ -1,13 +1,17 @@
 """A training run: its options and its folder.
 
-A run's folder holds three files:
+A run's folder holds three files while it trains, and a fourth at its end:
 
 * ``config.json``: the options (``TrainConfig``);
 * the framework's checkpoint (``CHECKPOINTS``): weights, optimizer, schedule,
   averaged weights, random state, and the run's history, one record per
   finished epoch (``RECORD_KEYS``). It is the run's one source of truth;
 * ``history.json``: the history again, as plain JSON for people and plots,
-  written from the checkpoint's after every epoch.
+  written from the checkpoint's after every epoch;
+* ``predictions.npz``: the test labels and the class probabilities the
+  finished run gives them (``PREDICTED``), for confusion matrices and
+  test-time flipping without the weights (``write_predictions``). Resuming a
+  finished run writes it again.
 
 Every file is written whole or not at all (``atomic_write``). The checkpoint
 is replaced first, so a run stopped between the two writes still has its whole
@@ -19,6 +23,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from . import architecture as arch
 from . import recipe
 from .recipe import Recipe
@@ -27,6 +33,11 @@ FRAMEWORKS = ("keras", "torch")
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 64
 CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
+PREDICTIONS = "predictions.npz"
+# The models whose test probabilities a finished run keeps, each with BatchNorm
+# statistics of its own: the live and the averaged weights, on the test images
+# as they are and mirrored left to right.
+PREDICTED = ("live", "live_flipped", "averaged", "averaged_flipped")
 RECORD_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
 # Mixed precision computes in the named type and keeps float32 weights.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -153,3 +164,26 @@ def load_run(out) -> tuple[TrainConfig, list[dict]]:
     saved = json.loads((out / "config.json").read_text())
     config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
     return config, json.loads((out / "history.json").read_text())
+
+
+def write_predictions(path: Path, labels, probabilities: dict) -> None:
+    """Save the test ``labels`` and each model's class ``probabilities``
+    ({name in ``PREDICTED``: array of images × classes}), compressed, as
+    uint8 labels and float16 probabilities: a few hundred KB for CIFAR-10's
+    10,000 test images."""
+    if set(probabilities) != set(PREDICTED):
+        raise ValueError(f"probabilities must be given for {', '.join(PREDICTED)}, got {', '.join(probabilities)}")
+    labels = np.asarray(labels)
+    arrays = {name: np.asarray(probabilities[name], dtype=np.float16) for name in PREDICTED}
+    if any(array.shape != (len(labels), arrays["live"].shape[1]) for array in arrays.values()):
+        raise ValueError(f"each model needs one row of probabilities per test label ({len(labels)}), got shapes "
+                         f"{', '.join(str(array.shape) for array in arrays.values())}")
+    atomic_write(path, lambda partial: np.savez_compressed(partial, labels=labels.astype(np.int32), **arrays))
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """What ``write_predictions`` saved: ``labels`` and one float32 array of
+    probabilities per name in ``PREDICTED``."""
+    with np.load(path) as saved:
+        return {"labels": saved["labels"].astype(np.int64)} | {name: saved[name].astype(np.float32)
+                                                                for name in PREDICTED}

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from . import recipe  # noqa: E402
 from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
-from .runs import RECORD_KEYS, atomic_write  # noqa: E402
+from .runs import PREDICTIONS, RECORD_KEYS, atomic_write, write_predictions  # noqa: E402
 from .seeding import seed_all  # noqa: E402
 
 HISTORY_MEMBER = "history.json"  # inside the .keras checkpoint
@@ -279,6 +279,34 @@ def recompute_statistics(model, batches) -> None:
             layer.momentum = momentum
 
 
+def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
+    """Class probabilities on the test split of the trained and the averaged
+    weights, each with BatchNorm statistics of its own (from the batches of
+    ``epoch``, the last one trained), for the images as they are and mirrored
+    (``runs.PREDICTED`` names them). The weights and moving statistics are
+    put back after."""
+    test = test_dataset(dataset, config)
+    views = {"": test.map(lambda x, y: x), "_flipped": test.map(lambda x, y: tf.reverse(x, axis=[2]))}
+    kept = [variable.numpy() for variable in moving_statistics(model)]
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    probabilities = {}
+    try:
+        for name in ("live", "averaged"):
+            if name == "averaged":
+                swap.on_test_begin()
+            if config.bn_batches:
+                recompute_statistics(model, statistics_batches(dataset, config, epoch))
+            for suffix, images in views.items():
+                logits = keras.ops.cast(model.predict(images, verbose=0), "float32")
+                probabilities[name + suffix] = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+    finally:
+        swap.on_test_end()  # swaps back unless it has not swapped
+        for variable, value in zip(moving_statistics(model), kept):
+            variable.assign(value)
+    return probabilities
+
+
 class LogRateAndTime(keras.callbacks.Callback):
     """Logs ``lr``, the learning rate of the epoch (read at its start: the step
     count moves on during it), and ``seconds``, the time from the epoch's start
@@ -373,27 +401,32 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
         else:
             model = build_model(dataset, config, steps, gpu)
             first_epoch, history = 0, []
-    if first_epoch >= config.epochs:
-        return history
-    test_data = test_dataset(dataset, config)
-    # Each epoch's end runs them in this order: RunCheckpoint records the logs
-    # the others add and saves the step count CountWholeEpochs has set.
-    callbacks = [
-        SeedDropout(config.seed, steps),
-        CountWholeEpochs(steps),
-        EvaluateWithOwnStatistics(test_data, functools.partial(statistics_batches, dataset, config), config.bn_batches),
-        LogRateAndTime(),
-        RunCheckpoint(checkpoint, history, saved),
-    ]
-    batches = train_dataset(dataset, config, first_epoch)
-    with on_device():
-        model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            shuffle=False,  # the epoch plan has shuffled already
-            verbose=1 if progress else 0,
-        )
+    if first_epoch < config.epochs:
+        test_data = test_dataset(dataset, config)
+        # Each epoch's end runs them in this order: RunCheckpoint records the logs
+        # the others add and saves the step count CountWholeEpochs has set.
+        callbacks = [
+            SeedDropout(config.seed, steps),
+            CountWholeEpochs(steps),
+            EvaluateWithOwnStatistics(test_data, functools.partial(statistics_batches, dataset, config),
+                                      config.bn_batches),
+            LogRateAndTime(),
+            RunCheckpoint(checkpoint, history, saved),
+        ]
+        batches = train_dataset(dataset, config, first_epoch)
+        with on_device():
+            model.fit(
+                batches,
+                epochs=config.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # the epoch plan has shuffled already
+                verbose=1 if progress else 0,
+            )
+    epochs_done = int(model.optimizer.iterations.numpy()) // steps
+    if checkpoint and epochs_done:
+        with on_device():
+            probabilities = predictions(model, dataset, config, epochs_done - 1)
+        write_predictions(checkpoint.with_name(PREDICTIONS), dataset.y_test, probabilities)
     return history

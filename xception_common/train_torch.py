@@ -6,9 +6,11 @@ runs in the config's precision (autocast, with gradient scaling for float16)
 and, on a GPU, with channels-last memory.
 """
 
+import contextlib
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import recipe
 from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch
-from .runs import atomic_write
+from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
 from .torch_xception import Xception
 
@@ -203,51 +205,74 @@ class Trainer:
         return (losses / plan.steps).item(), (correct / plan.steps).item()
 
     @torch.no_grad()
+    def test_logits(self, model: nn.Module, flipped: bool = False) -> torch.Tensor:
+        """``model``'s float32 logits for the whole test split (mirrored left
+        to right with ``flipped``), with the BatchNorm statistics it has."""
+        model.eval()
+        logits = []
+        for start in range(0, len(self.test_labels), self.config.batch_size):
+            images = self.test_images[start : start + self.config.batch_size]
+            with self._autocast():
+                logits.append(model(to_model_input(images.flip(-1) if flipped else images, self.config.image_size,
+                                                   self.gpu)).float())
+        return torch.cat(logits)
+
+    @torch.no_grad()
     def evaluate(self, model: nn.Module) -> tuple[float, float]:
         """Loss (with the L2 term) and accuracy on the whole test split, with
         the BatchNorm statistics ``model`` has."""
-        model.eval()
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(self.test_labels), self.config.batch_size):
-            images = self.test_images[start : start + self.config.batch_size]
-            labels = self.test_labels[start : start + self.config.batch_size]
-            with self._autocast():
-                logits = model(to_model_input(images, self.config.image_size, self.gpu)).float()
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
-        n = len(self.test_labels)
-        return total_loss / n + l2_penalty(model, self.weight_decay).item(), correct / n
+        logits = self.test_logits(model)
+        loss = F.cross_entropy(logits, self.test_labels).item()
+        accuracy = (logits.argmax(1) == self.test_labels).float().mean().item()
+        return loss + l2_penalty(model, self.weight_decay).item(), accuracy
 
-    def evaluate_with_own_statistics(self, model: nn.Module) -> tuple[float, float]:
-        """``evaluate`` with BatchNorm statistics that belong to ``model``'s
-        weights: averaged over the first ``bn_batches`` batches of the epoch
-        just trained, in training mode (``torch.optim.swa_utils.update_bn``).
-        The model's own statistics and the random state are put back after,
-        so training and its checkpoint are as without the evaluation."""
+    @contextlib.contextmanager
+    def own_statistics(self, model: nn.Module):
+        """Give ``model`` BatchNorm statistics that belong to its weights for
+        the ``with`` block: averaged over the first ``bn_batches`` batches of
+        the epoch last trained, in training mode
+        (``torch.optim.swa_utils.update_bn``); with ``bn_batches`` 0, the live
+        model's running statistics (only the trainable weights are averaged,
+        as in Keras). The model's own statistics and the random state are put
+        back after, so training and its checkpoint are as without it."""
         statistics = {name: buffer.clone() for name, buffer in model.named_buffers()}
         c = self.config
-        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
-                          self.epochs_done - 1)
-        batches = (training_batch(self.train_images, self.train_labels, plan, step, self.padding, c.image_size,
-                                  self.gpu)[0] for step in range(min(c.bn_batches, plan.steps)))
         try:
-            with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
-                update_bn(batches, model)
-            return self.evaluate(model)
+            if c.bn_batches == 0:
+                for own, live in zip(model.buffers(), self.model.buffers()):
+                    own.copy_(live)
+            else:
+                plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
+                                  self.epochs_done - 1)
+                batches = (training_batch(self.train_images, self.train_labels, plan, step, self.padding,
+                                          c.image_size, self.gpu)[0] for step in range(min(c.bn_batches, plan.steps)))
+                with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
+                    update_bn(batches, model)
+            yield model
         finally:
-            for name, buffer in model.named_buffers():
-                buffer.copy_(statistics[name])
+            with torch.no_grad():
+                for name, buffer in model.named_buffers():
+                    buffer.copy_(statistics[name])
 
     def evaluate_live_and_averaged(self) -> tuple[float, float, float]:
         """Test loss and accuracy of the live model, and accuracy of the
-        averaged one, each with BatchNorm statistics of its own; with
-        ``bn_batches`` 0, with the live model's running statistics (only the
-        trainable weights are averaged, as in Keras)."""
-        if self.config.bn_batches == 0:
-            for averaged, live in zip(self.ema.module.buffers(), self.model.buffers()):
-                averaged.copy_(live)
-            return *self.evaluate(self.model), self.evaluate(self.ema.module)[1]
-        return *self.evaluate_with_own_statistics(self.model), self.evaluate_with_own_statistics(self.ema.module)[1]
+        averaged one, each with BatchNorm statistics of its own."""
+        with self.own_statistics(self.model):
+            loss, accuracy = self.evaluate(self.model)
+        with self.own_statistics(self.ema.module):
+            return loss, accuracy, self.evaluate(self.ema.module)[1]
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """Class probabilities on the test split of the live and the averaged
+        model, each with BatchNorm statistics of its own, for the images as
+        they are and mirrored (``runs.PREDICTED`` names them)."""
+        probabilities = {}
+        for name, model in (("live", self.model), ("averaged", self.ema.module)):
+            with self.own_statistics(model):
+                for flipped in (False, True):
+                    logits = self.test_logits(model, flipped)
+                    probabilities[name + "_flipped" * flipped] = logits.softmax(1).cpu().numpy()
+        return probabilities
 
     def run_epoch(self) -> dict:
         """Train and evaluate one epoch; its record joins the history."""
@@ -311,4 +336,6 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
         if checkpoint:
             atomic_write(checkpoint, lambda partial: torch.save(trainer.state_dict(), partial))
         saved(trainer.history)
+    if checkpoint and trainer.epochs_done:
+        write_predictions(checkpoint.with_name(PREDICTIONS), trainer.dataset.y_test, trainer.predictions())
     return trainer.history
