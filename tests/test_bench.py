@@ -152,7 +152,7 @@ def test_tiny_run_prints_machine_line_and_table(tiny_run):
     assert machine.startswith("CPU ") and "torch " in machine and "keras " in machine
     assert "image 71, batch 2, steps 1, warm-up 0, timed with torch.utils.benchmark" in machine
     assert header.split()[:2] == ["model", "settings"]
-    assert "train img/s  train IQR  infer img/s  infer IQR" in header
+    assert header.split()[2:11] == ["train", "img/s", "train", "IQR", "MFU", "infer", "img/s", "infer", "IQR"]
     assert set(rule) == {"-", " "}
     assert [row.split()[0] for row in rows] == ["torch", "keras"]
     for row, result in zip(rows, results):
@@ -168,8 +168,9 @@ def test_json_rows_carry_results_and_run_settings(tiny_run):
         "model", "settings", "status",
         "train_images_per_s", "train_iqr_percent", "train_steps",
         "infer_images_per_s", "infer_iqr_percent", "infer_steps",
-        "reference", "train_ratio", "infer_ratio",
-        "machine", "image_size", "batch_size", "steps", "warmup", "num_classes", "device",
+        "reference", "train_ratio", "infer_ratio", "precision", "train_mfu_percent",
+        "machine", "image_size", "batch_size", "steps", "warmup", "num_classes", "device", "compile_mode",
+        "peak_tflops",
     }
     for result in results:
         assert set(result) == expected
@@ -184,10 +185,64 @@ def test_markdown_table_has_a_column_per_figure():
     result = bench.measured("keras", "fp32", options, bench.Timing(0.5, 0.1, 12))
     header, rule, row = ([cell.strip() for cell in line.split("|")[1:-1]]
                          for line in bench.format_table([result], markdown=True).splitlines())
-    assert len(header) == len(rule) == len(row) == 9 and set(rule) == {"---"}
+    assert len(header) == len(rule) == len(row) == 10 and set(rule) == {"---"}
     cells = dict(zip(header, row))
     assert (cells["train img/s"], cells["train IQR"], cells["infer img/s"]) == ("8.0", "20.0%", "")
     assert result.train_steps == 12 and result.infer_steps is None
+
+
+@pytest.mark.parametrize("name, precision, tflops", [
+    ("NVIDIA H200", "bfloat16", 989.4), ("NVIDIA H200", "float32", 494.7),
+    ("NVIDIA A100-SXM4-80GB", "float16", 312.0), ("Tesla T4", "float16", 65.0), ("Tesla T4", "float32", 8.1),
+    ("NVIDIA L4", "bfloat16", 121.0), ("NVIDIA L40S", "bfloat16", None), ("NVIDIA GeForce RTX 4090", "float32", None),
+])
+def test_peaks_are_found_by_a_whole_word_of_the_device_name(name, precision, tflops):
+    peak = bench.peak_flops(name, precision)
+    assert peak == (None if tflops is None else pytest.approx(tflops * 1e12))
+
+
+def test_utilisation_is_model_flops_over_the_peak_of_each_rows_precision():
+    rows = [bench.Result("torch", train_images_per_s=2000.0, precision="bfloat16"),
+            bench.Result("timm", train_images_per_s=500.0, precision="float32"),
+            bench.Result("torch-input", train_images_per_s=9000.0),
+            bench.Result("keras", status="not installed", precision="float32")]
+    bench.add_utilisation(rows, 6e9, {"bfloat16": 1e15, "float32": 5e14}.get)
+    # 6 GFLOP × 2000 images/s = 12 TFLOPS of 1000; 6 GFLOP × 500 = 3 TFLOPS of 500.
+    assert [r.train_mfu_percent for r in rows] == [pytest.approx(1.2), pytest.approx(0.6), None, None]
+
+
+def test_a_given_peak_fills_the_mfu_column_on_a_cpu(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    assert bench.main([*TINY, "--models", "torch", "torch-input", "--peak-tflops", "2", "--json", str(path)]) == 0
+    torch_row, input_row = json.loads(path.read_text())
+    flops = bench.training_flops_per_image(bench.Options(71, 2, 1, 0, 1000, "cpu"))
+    # At 71 px an image costs about 0.55 billion multiply-adds (notebook 04): 6 × that in training.
+    assert flops == pytest.approx(6 * 0.55e9, rel=0.02)
+    assert torch_row["train_mfu_percent"] == pytest.approx(100 * flops * torch_row["train_images_per_s"] / 2e12)
+    assert input_row["train_mfu_percent"] is None
+    out = capsys.readouterr().out
+    assert f"MFU: {flops / 1e9:.2f} GFLOP per training image ÷ 2 TFLOPS (--peak-tflops)" in out
+    assert f"{torch_row['train_mfu_percent']:.2f}%" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_peak_must_be_positive(value, capsys):
+    with pytest.raises(SystemExit):
+        bench.main([*TINY, "--peak-tflops", value])
+    assert f"--peak-tflops must be a positive number, got {float(value)}" in capsys.readouterr().err
+
+
+def test_a_compiled_model_is_timed_after_its_compiling_first_steps():
+    """``measure_torch`` compiles the classifier it is given; the first
+    training and inference steps, which compile, are timed apart."""
+    options = bench.Options(71, 2, 2, 1, 3, "cpu")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    torch._dynamo.reset()
+    train, infer, first = bench.measure_torch(model, options, compile_mode="default")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # a training and an inference graph
+    assert first > train.median_s and first > infer.median_s
+    assert train.steps >= 2 and infer.steps >= 2
 
 
 def test_missing_timm_gives_a_row_not_a_crash(monkeypatch, tmp_path):

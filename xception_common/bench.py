@@ -10,6 +10,10 @@ already on the device, so only the model is measured:
   before Ampere) and channels_last, on CPU in fp32 with channels_last (on a 2-core AMD EPYC a
   fifth faster to train and a third faster to infer than contiguous);
 * ``torch-fp32`` (CUDA only): ours in plain fp32, like for like with timm;
+* ``torch-compiled``: the ``torch`` row through ``torch.compile`` (``--compile-mode``;
+  by default ``reduce-overhead`` on CUDA, which replays the step's kernels as
+  CUDA graphs, and ``default`` on CPU); its settings give the compile time, the
+  first training and inference steps, which the warm-up pays;
 * ``timm``: ``legacy_xception`` in its default fp32 eager mode, the reference
   for the PyTorch rows;
 * ``keras``: our ``build_xception``; ``keras-applications``:
@@ -23,6 +27,15 @@ already on the device, so only the model is measured:
 
 A training step is forward, cross-entropy, backward and an SGD step with
 momentum 0.9; inference is a forward pass without gradients.
+
+The MFU column is the model-FLOPs utilisation of training: the multiply-adds of
+one image through the paper's Xception at the image size (``costs``, the same
+for every model row), × 2 FLOPs each, × 3 for forward and backward, × training
+images per second, ÷ the device's peak for the row's precision. The peaks
+(``PEAK_TFLOPS``) are NVIDIA's dense tensor-core figures; float32 rows count
+against TF32, which cuDNN uses for float32 convolutions by default on Ampere
+and later GPUs. ``--peak-tflops`` gives the peak of another device, a CPU's
+for instance; without one the column stays empty.
 
 How a row is timed: ``--warmup`` steps run untimed first. Then
 ``torch.utils.benchmark.Timer.blocked_autorange`` times at least ``--steps``
@@ -54,6 +67,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import timeit
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -61,13 +75,24 @@ from importlib import metadata
 import numpy as np
 
 from . import architecture as arch
-from .runs import auto_precision
+from .runs import COMPILE_MODES, auto_precision
 from .seeding import seed_all
 
-MODELS = ("torch", "torch-fp32", "timm", "torch-input", "keras", "keras-applications", "keras-input")
-TORCH_MODELS = ("torch", "torch-fp32", "timm", "torch-input")
-REFERENCE = {"torch": "timm", "torch-fp32": "timm", "keras": "keras-applications",
+MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "keras", "keras-applications",
+          "keras-input")
+TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input")
+REFERENCE = {"torch": "timm", "torch-fp32": "timm", "torch-compiled": "timm", "keras": "keras-applications",
              "torch-input": "torch", "keras-input": "keras"}
+# Dense peaks in TFLOPS from NVIDIA's datasheets, by a word of the device's name:
+# half precision (bfloat16, float16) and float32, which cuDNN computes as TF32
+# on Ampere and later (torch.backends.cudnn.allow_tf32); the T4 has no TF32.
+# The H200 figures are the SXM module's; the H200 NVL's are lower.
+PEAK_TFLOPS = {
+    "H200": {"half": 989.4, "float32": 494.7},
+    "A100": {"half": 312.0, "float32": 156.0},
+    "L4": {"half": 121.0, "float32": 60.0},
+    "T4": {"half": 65.0, "float32": 8.1},
+}
 SEED = 0
 INPUT_SIZE = 32  # CIFAR-10's images, which the pipeline pads, crops and resizes
 MIN_RUN_TIME = 1.0  # seconds that torch.utils.benchmark times at least, for enough blocks of short steps
@@ -90,6 +115,8 @@ class Result:
     train_images_per_s: float | None = None  # batch size / median seconds per step
     train_iqr_percent: float | None = None  # IQR of the step times, in percent of their median
     train_steps: int | None = None  # steps timed
+    precision: str | None = None  # of the model rows: float32, bfloat16 or float16
+    train_mfu_percent: float | None = None  # model-FLOPs utilisation of training
     infer_images_per_s: float | None = None
     infer_iqr_percent: float | None = None
     infer_steps: int | None = None
@@ -106,11 +133,14 @@ class Options:
     warmup: int
     num_classes: int
     device: str
+    compile_mode: str | None = None  # for torch-compiled; None: reduce-overhead on CUDA, default on CPU
+    peak_tflops: float | None = None  # the device's peak for every row; None: PEAK_TFLOPS
 
 
-def measured(model: str, settings: str, options: Options, train: Timing, infer: Timing | None = None) -> Result:
+def measured(model: str, settings: str, options: Options, train: Timing, infer: Timing | None = None,
+             precision: str | None = None) -> Result:
     """A row with the images per second and spread of its training (or input) and inference timings."""
-    result = Result(model, settings)
+    result = Result(model, settings, precision=precision)
     for phase, timing in (("train", train), ("infer", infer)):
         if timing is not None:
             setattr(result, f"{phase}_images_per_s", options.batch_size / timing.median_s)
@@ -191,9 +221,12 @@ def timing_from_times(times) -> Timing:
     return Timing(float(median), float(p75 - p25), len(times))
 
 
-def measure_torch(model, options: Options, dtype=None, channels_last=False) -> tuple[Timing, Timing]:
+def measure_torch(model, options: Options, dtype=None, channels_last=False,
+                  compile_mode: str | None = None) -> tuple[Timing, Timing, float]:
     """Training and inference timings of a PyTorch classifier, in float32 or
-    with autocast to ``dtype``."""
+    with autocast to ``dtype``, through ``torch.compile`` in ``compile_mode``
+    if one is given; and the seconds its first training and inference steps
+    took together (for a compiled model, mostly compiling)."""
     import torch
 
     device = torch.device(options.device)
@@ -203,6 +236,8 @@ def measure_torch(model, options: Options, dtype=None, channels_last=False) -> t
     x = torch.randn(shape, device=device, generator=generator).contiguous(memory_format=layout)
     y = torch.randint(0, options.num_classes, (options.batch_size,), device=device, generator=generator)
     model = model.to(device, memory_format=layout)
+    if compile_mode is not None:
+        model = torch.compile(model, mode=compile_mode)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -220,11 +255,24 @@ def measure_torch(model, options: Options, dtype=None, channels_last=False) -> t
             model(x)
 
     model.train()
+    first = first_step_seconds(train_step, device)
     train = time_steps(train_step, options)
     model.eval()
     with torch.inference_mode():
+        first += first_step_seconds(infer_step, device)
         infer = time_steps(infer_step, options)
-    return train, infer
+    return train, infer, first
+
+
+def first_step_seconds(step, device) -> float:
+    """The seconds of one step, queued GPU work included."""
+    import torch
+
+    start = timeit.default_timer()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return timeit.default_timer() - start
 
 
 def keras_steps(model, options: Options):
@@ -248,7 +296,7 @@ def measure_keras(model, options: Options) -> tuple[Timing, Timing]:
 # --- the models ------------------------------------------------------------------
 
 
-def bench_torch(options: Options) -> Result:
+def bench_torch(options: Options, compiled: bool = False) -> Result:
     import torch
 
     from .torch_xception import Xception
@@ -258,9 +306,12 @@ def bench_torch(options: Options) -> Result:
     precision = auto_precision(torch.cuda.get_device_capability() if cuda else None)
     dtype = None if precision == "float32" else getattr(torch, precision)
     model = Xception(num_classes=options.num_classes)
-    train, infer = measure_torch(model, options, dtype=dtype, channels_last=True)
+    mode = (options.compile_mode or ("reduce-overhead" if cuda else "default")) if compiled else None
+    train, infer, first = measure_torch(model, options, dtype=dtype, channels_last=True, compile_mode=mode)
     settings = f"{precision} autocast, channels_last" if dtype else "fp32, channels_last"
-    return measured("torch", settings, options, train, infer)
+    if compiled:
+        settings += f", torch.compile mode={mode}, first steps {first:.0f} s"
+    return measured("torch-compiled" if compiled else "torch", settings, options, train, infer, precision)
 
 
 def bench_torch_fp32(options: Options) -> Result:
@@ -269,8 +320,8 @@ def bench_torch_fp32(options: Options) -> Result:
     if options.device != "cuda":
         return Result("torch-fp32", status="CUDA only (on CPU the torch row is fp32)")
     seed_all(SEED, ["torch"])
-    train, infer = measure_torch(Xception(num_classes=options.num_classes), options)
-    return measured("torch-fp32", "fp32, contiguous", options, train, infer)
+    train, infer, _ = measure_torch(Xception(num_classes=options.num_classes), options)
+    return measured("torch-fp32", "fp32, contiguous", options, train, infer, "float32")
 
 
 def bench_timm(options: Options) -> Result:
@@ -280,8 +331,8 @@ def bench_timm(options: Options) -> Result:
         return Result("timm", status="not installed")
     seed_all(SEED, ["torch"])
     model = timm.create_model("legacy_xception", pretrained=False, num_classes=options.num_classes)
-    train, infer = measure_torch(model, options)
-    return measured("timm", f"legacy_xception, fp32, timm {timm.__version__}", options, train, infer)
+    train, infer, _ = measure_torch(model, options)
+    return measured("timm", f"legacy_xception, fp32, timm {timm.__version__}", options, train, infer, "float32")
 
 
 def input_data(options: Options, num_images: int):
@@ -352,12 +403,13 @@ def bench_keras(name: str, options: Options) -> Result:
             model = keras.applications.Xception(weights=None, classes=options.num_classes, input_shape=shape)
         train, infer = measure_keras(model, options)
     settings = f"fp32, {keras.backend.backend()}, jit_compile={model.jit_compile}"
-    return measured(name, settings, options, train, infer)
+    return measured(name, settings, options, train, infer, "float32")
 
 
 BENCHES = {
     "torch": bench_torch,
     "torch-fp32": bench_torch_fp32,
+    "torch-compiled": lambda options: bench_torch(options, compiled=True),
     "timm": bench_timm,
     "torch-input": bench_torch_input,
     "keras": lambda options: bench_keras("keras", options),
@@ -392,6 +444,46 @@ def add_ratios(results: list[Result]) -> None:
             result.train_ratio = result.train_images_per_s / reference.train_images_per_s
             if result.infer_images_per_s is not None:
                 result.infer_ratio = result.infer_images_per_s / reference.infer_images_per_s
+
+
+def peak_flops(device_name: str, precision: str) -> float | None:
+    """The peak FLOPs per second of a GPU named ``device_name`` for
+    ``precision``, from ``PEAK_TFLOPS``; None for a device it does not list."""
+    word = peak_word(device_name)
+    return None if word is None else 1e12 * PEAK_TFLOPS[word]["float32" if precision == "float32" else "half"]
+
+
+def peak_word(device_name: str) -> str | None:
+    """The word of ``PEAK_TFLOPS`` in ``device_name``, as a whole word: "A100"
+    in "NVIDIA A100-SXM4-80GB", but not "L4" in "NVIDIA L40S"."""
+    return next((word for word in PEAK_TFLOPS if re.search(rf"\b{word}\b", device_name)), None)
+
+
+def training_flops_per_image(options: Options) -> float:
+    """2 × 3 × the multiply-adds of one image through the paper's Xception at
+    ``options.image_size``: forward and backward, two FLOPs per multiply-add."""
+    from . import costs
+
+    torch = import_torch()
+    if torch is not None:
+        from .torch_xception import Xception
+
+        rows = costs.torch_layer_costs(Xception(num_classes=options.num_classes), options.image_size)
+    else:
+        from .keras_xception import build_xception
+
+        shape = (options.image_size, options.image_size, arch.INPUT_CHANNELS)
+        rows = costs.keras_layer_costs(build_xception(num_classes=options.num_classes, input_shape=shape))
+    return 6.0 * sum(row.mult_adds for row in rows)
+
+
+def add_utilisation(results: list[Result], flops_per_image: float, peak_for) -> None:
+    """Each model row's training MFU in percent: ``flops_per_image`` × its
+    training images per second ÷ ``peak_for(precision)`` (None: no figure)."""
+    for result in results:
+        peak = peak_for(result.precision) if result.status == "ok" and result.precision else None
+        if peak:
+            result.train_mfu_percent = 100 * flops_per_image * result.train_images_per_s / peak
 
 
 # --- report ----------------------------------------------------------------------
@@ -433,8 +525,9 @@ def machine_line(options: Options) -> str:
     )
 
 
-COLUMNS = ("model", "settings", "train img/s", "train IQR", "infer img/s", "infer IQR", "vs", "train ×", "infer ×")
-NUMERIC = (False, False, True, True, True, True, False, True, True)
+COLUMNS = ("model", "settings", "train img/s", "train IQR", "MFU", "infer img/s", "infer IQR", "vs", "train ×",
+           "infer ×")
+NUMERIC = (False, False, True, True, True, True, True, False, True, True)
 
 
 def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
@@ -450,6 +543,7 @@ def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
             r.settings if r.status == "ok" else r.status,
             number(r.train_images_per_s, ".1f"),
             percent(r.train_iqr_percent),
+            "" if r.train_mfu_percent is None else f"{r.train_mfu_percent:.2f}%",
             number(r.infer_images_per_s, ".1f"),
             percent(r.infer_iqr_percent),
             r.reference or "",
@@ -492,10 +586,18 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
                         help="auto: cuda where PyTorch sees a GPU, else cpu")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="default: all (torch-fp32 on CUDA only)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES,
+                        help="torch.compile mode of the torch-compiled row (default: reduce-overhead on CUDA, "
+                        "default on CPU)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the device's peak TFLOPS for the MFU column, for every row "
+                        f"(default: NVIDIA's figures for {', '.join(PEAK_TFLOPS)}; none for a CPU)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     args = parser.parse_args(argv)
 
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        parser.error(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
     for name, minimum in (("image_size", arch.MIN_INPUT_SIZE), ("batch_size", 1), ("steps", 1),
                           ("warmup", 0), ("num_classes", 1)):
         if getattr(args, name) < minimum:
@@ -508,8 +610,31 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     device = args.device if args.device != "auto" else ("cuda" if cuda else "cpu")
     if args.models is None:
         args.models = [m for m in MODELS if m != "torch-fp32" or device == "cuda"]
-    options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device)
+    options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device,
+                      args.compile_mode, args.peak_tflops)
     return args, options
+
+
+def utilisation_line(options: Options, flops: float) -> str:
+    """Where the MFU column's figures come from; ``flops`` per training image."""
+    if options.peak_tflops is not None:
+        peak = f"{options.peak_tflops:g} TFLOPS (--peak-tflops)"
+    else:
+        name = import_torch().cuda.get_device_name()
+        word = peak_word(name)
+        peak = (f"{name}'s {PEAK_TFLOPS[word]['half']:g} TFLOPS in bfloat16/float16 and "
+                f"{PEAK_TFLOPS[word]['float32']:g} in float32 (TF32), dense")
+    return f"MFU: {flops / 1e9:.2f} GFLOP per training image ÷ {peak}"
+
+
+def peak_for(options: Options):
+    """The function from a row's precision to the peak FLOPs per second it is measured against."""
+    if options.peak_tflops is not None:
+        return lambda precision: 1e12 * options.peak_tflops
+    if options.device != "cuda":
+        return lambda precision: None
+    name = import_torch().cuda.get_device_name()
+    return lambda precision: peak_flops(name, precision)
 
 
 def main(argv=None) -> int:
@@ -518,9 +643,15 @@ def main(argv=None) -> int:
         import_torch().backends.cudnn.benchmark = True  # the warm-up steps pay for the tuning
     results = [run_model(name, options) for name in args.models]
     add_ratios(results)
+    peak, flops = peak_for(options), None
+    if any(peak(r.precision) for r in results if r.precision):
+        flops = training_flops_per_image(options)
+        add_utilisation(results, flops, peak)
     machine = machine_line(options)
     print(machine)
     print(format_table(results, markdown=args.markdown))
+    if flops:
+        print(utilisation_line(options, flops))
     if args.json:
         context = {"machine": machine, **asdict(options)}
         with open(args.json, "w") as f:

@@ -41,6 +41,7 @@ PREDICTED = ("live", "live_flipped", "averaged", "averaged_flipped")
 RECORD_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
 # Mixed precision computes in the named type and keeps float32 weights.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 NATIVE_BFLOAT16 = (8, 0)  # compute capability from which NVIDIA GPUs run bfloat16 (Ampere)
 
 
@@ -69,6 +70,7 @@ class TrainConfig:
     intermediate_activation: str | None = None
     segment_size: int = 1
     recipe: str = "paper"  # a name in recipe.RECIPES
+    compile_mode: str | None = None  # PyTorch only: train through torch.compile in this mode; None: eagerly
 
     def compute_dtype(self, capability: tuple[int, int] | None) -> str:
         """The precision to train in on a GPU of this compute capability
@@ -106,6 +108,12 @@ class TrainConfig:
         self.variant()  # ValueError for a variant that cannot be built
         if self.recipe not in recipe.RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(recipe.RECIPES)}, got {self.recipe!r}")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be None or one of {', '.join(COMPILE_MODES)}, "
+                             f"got {self.compile_mode!r}")
+        if self.compile_mode is not None and self.framework != "torch":
+            raise ValueError(f"compile_mode is for the torch framework (torch.compile), not {self.framework}; "
+                             "Keras compiles its steps with XLA on a GPU already")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -1,7 +1,7 @@
 """Train either Xception with the paper's recipe from the command line.
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
-        --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P]
+        --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P] [--compile-mode M]
         --out DIR [--resume]
 
 DIR receives ``config.json`` (the options), the framework's checkpoint and
@@ -18,7 +18,15 @@ from pathlib import Path
 
 from . import architecture as arch
 from . import recipe
-from .runs import DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, FRAMEWORKS, PRECISIONS, TrainConfig, check_run_dir
+from .runs import (
+    COMPILE_MODES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_SIZE,
+    FRAMEWORKS,
+    PRECISIONS,
+    TrainConfig,
+    check_run_dir,
+)
 from .training import train
 
 
@@ -55,13 +63,16 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--segment-size", type=int, default=1,
                         help=f"channels per segment of the separable 3×3 step, one of {arch.SEGMENT_SIZES} "
                         "(default 1: depthwise)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES,
+                        help="PyTorch: train through torch.compile in this mode (reduce-overhead replays each step "
+                        "as CUDA graphs on a GPU); default: eagerly")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
     config = TrainConfig(
         args.framework, args.data, args.epochs, args.image_size, args.batch_size,
         args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
-        args.residual, args.intermediate_activation, args.segment_size, args.recipe,
+        args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
     )
     try:
         config.check()

@@ -154,6 +154,9 @@ class Trainer:
             self.scheduler = make_cosine_scheduler(self.optimizer, chosen, steps, config.epochs)
         else:
             self.scheduler = make_scheduler(self.optimizer)
+        # Training steps run through torch.compile when asked; evaluation and
+        # the BatchNorm statistics passes stay eager (they run once an epoch).
+        self.forward = torch.compile(self.model, mode=config.compile_mode) if config.compile_mode else self.model
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.train_images, self.train_labels = self._to_device(dataset.x_train, dataset.y_train)
         self.test_images, self.test_labels = self._to_device(dataset.x_test, dataset.y_test)
@@ -187,7 +190,7 @@ class Trainer:
             x, labels = training_batch(self.train_images, self.train_labels, plan, step, self.padding,
                                        c.image_size, self.gpu)
             with self._autocast():
-                logits = self.model(x)
+                logits = self.forward(x)
                 loss = F.cross_entropy(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
