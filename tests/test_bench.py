@@ -170,7 +170,7 @@ def test_json_rows_carry_results_and_run_settings(tiny_run):
         "infer_images_per_s", "infer_iqr_percent", "infer_steps",
         "reference", "train_ratio", "infer_ratio", "precision", "train_mfu_percent",
         "machine", "image_size", "batch_size", "steps", "warmup", "num_classes", "device", "compile_mode",
-        "peak_tflops",
+        "peak_tflops", "profile_dir",
     }
     for result in results:
         assert set(result) == expected
@@ -243,6 +243,20 @@ def test_a_compiled_model_is_timed_after_its_compiling_first_steps():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # a training and an inference graph
     assert first > train.median_s and first > infer.median_s
     assert train.steps >= 2 and infer.steps >= 2
+
+
+def test_profile_writes_a_trace_and_a_table_of_the_training_steps(tmp_path, capsys):
+    assert bench.main([*TINY, "--models", "torch", "--profile", str(tmp_path / "profile")]) == 0
+    trace = json.loads((tmp_path / "profile" / "torch.trace.json").read_text())
+    names = {event.get("name") for event in trace["traceEvents"]}
+    # Each profiled step runs the convolutions forward and backward, and the optimizer.
+    assert {"aten::convolution", "aten::convolution_backward", "Optimizer.step#SGD.step"} <= names
+    summary, _, table = (tmp_path / "profile" / "torch.txt").read_text().partition("\n\n")
+    assert summary.startswith("torch: ") and "ms a training step" in summary and "Self CPU" in table
+    calls = int(summary.split(", ")[1].split()[0])
+    # 74 convolutions forward (2 plain, 34 separable in two halves, 4 projection shortcuts), an aten call each.
+    assert calls > 74
+    assert summary in capsys.readouterr().out
 
 
 def test_missing_timm_gives_a_row_not_a_crash(monkeypatch, tmp_path):

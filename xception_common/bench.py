@@ -71,6 +71,7 @@ import re
 import timeit
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -135,6 +136,7 @@ class Options:
     device: str
     compile_mode: str | None = None  # for torch-compiled; None: reduce-overhead on CUDA, default on CPU
     peak_tflops: float | None = None  # the device's peak for every row; None: PEAK_TFLOPS
+    profile_dir: str | None = None  # profile the PyTorch rows' training steps into this folder
 
 
 def measured(model: str, settings: str, options: Options, train: Timing, infer: Timing | None = None,
@@ -221,12 +223,11 @@ def timing_from_times(times) -> Timing:
     return Timing(float(median), float(p75 - p25), len(times))
 
 
-def measure_torch(model, options: Options, dtype=None, channels_last=False,
-                  compile_mode: str | None = None) -> tuple[Timing, Timing, float]:
-    """Training and inference timings of a PyTorch classifier, in float32 or
-    with autocast to ``dtype``, through ``torch.compile`` in ``compile_mode``
-    if one is given; and the seconds its first training and inference steps
-    took together (for a compiled model, mostly compiling)."""
+def torch_steps(model, options: Options, dtype=None, channels_last=False, compile_mode: str | None = None):
+    """A training and an inference step of a PyTorch classifier on one
+    synthetic batch, in float32 or with autocast to ``dtype``, through
+    ``torch.compile`` in ``compile_mode`` if one is given; and the model as
+    placed (and compiled)."""
     import torch
 
     device = torch.device(options.device)
@@ -254,14 +255,92 @@ def measure_torch(model, options: Options, dtype=None, channels_last=False,
         with autocast:
             model(x)
 
+    return model, train_step, infer_step
+
+
+def measure_torch(model, options: Options, dtype=None, channels_last=False, compile_mode: str | None = None,
+                  label: str = "torch") -> tuple[Timing, Timing, float]:
+    """Training and inference timings of a PyTorch classifier (``torch_steps``),
+    and the seconds its first training and inference steps took together (for
+    a compiled model, mostly compiling). With ``options.profile_dir``, a few
+    more training steps are profiled after the timing (``profile_training``),
+    into files named by ``label``."""
+    import torch
+
+    device = torch.device(options.device)
+    model, train_step, infer_step = torch_steps(model, options, dtype, channels_last, compile_mode)
     model.train()
     first = first_step_seconds(train_step, device)
     train = time_steps(train_step, options)
+    if options.profile_dir is not None:
+        profile_training(train_step, options, label)
     model.eval()
     with torch.inference_mode():
         first += first_step_seconds(infer_step, device)
         infer = time_steps(infer_step, options)
     return train, infer, first
+
+
+PROFILED_STEPS = 5
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What ``torch.profiler`` saw in ``steps`` training steps, per step."""
+
+    steps: int
+    wall_s: float  # seconds a step, from the host's clock
+    device_busy_s: float | None  # seconds of GPU kernels a step; None on a CPU
+    kernel_launches: float | None  # CUDA kernel and graph launches a step; None on a CPU
+    operators: float  # aten operators called a step, nested ones included
+
+    def summary(self, label: str) -> str:
+        line = f"{label}: {1e3 * self.wall_s:.1f} ms a training step, {self.operators:.0f} aten operator calls"
+        if self.device_busy_s is None:
+            return line
+        return (f"{line}, {self.kernel_launches:.0f} kernel launches; GPU kernels busy "
+                f"{1e3 * self.device_busy_s:.1f} ms ({100 * self.device_busy_s / self.wall_s:.0f}% of the step)")
+
+
+def profile_training(train_step, options: Options, label: str) -> Profile:
+    """Run ``PROFILED_STEPS`` training steps under ``torch.profiler``; write
+    its Chrome trace (``LABEL.trace.json``, for chrome://tracing or Perfetto)
+    and its table of operators by self time (``LABEL.txt``) into
+    ``options.profile_dir``; print and return the summary a step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = options.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    start = timeit.default_timer()
+    with profile(activities=activities) as profiler:
+        for _ in range(PROFILED_STEPS):
+            train_step()
+        if cuda:
+            torch.cuda.synchronize()
+    wall = (timeit.default_timer() - start) / PROFILED_STEPS
+    events = profiler.key_averages()
+    launches = sum(e.count for e in events if e.key.startswith(LAUNCHES))
+    busy = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    result = Profile(
+        PROFILED_STEPS, wall,
+        busy / 1e6 / PROFILED_STEPS if cuda else None,
+        launches / PROFILED_STEPS if cuda else None,
+        sum(e.count for e in events if e.key.startswith("aten::")) / PROFILED_STEPS,
+    )
+    folder = Path(options.profile_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    profiler.export_chrome_trace(str(folder / f"{label}.trace.json"))
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = events.table(sort_by=sort_by, row_limit=25)
+    (folder / f"{label}.txt").write_text(f"{result.summary(label)}\n\n{table}\n")
+    print(result.summary(label))
+    return result
+
+
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch")  # the runtime's launch calls, by prefix
 
 
 def first_step_seconds(step, device) -> float:
@@ -307,11 +386,13 @@ def bench_torch(options: Options, compiled: bool = False) -> Result:
     dtype = None if precision == "float32" else getattr(torch, precision)
     model = Xception(num_classes=options.num_classes)
     mode = (options.compile_mode or ("reduce-overhead" if cuda else "default")) if compiled else None
-    train, infer, first = measure_torch(model, options, dtype=dtype, channels_last=True, compile_mode=mode)
+    name = "torch-compiled" if compiled else "torch"
+    train, infer, first = measure_torch(model, options, dtype=dtype, channels_last=True, compile_mode=mode,
+                                        label=name)
     settings = f"{precision} autocast, channels_last" if dtype else "fp32, channels_last"
     if compiled:
         settings += f", torch.compile mode={mode}, first steps {first:.0f} s"
-    return measured("torch-compiled" if compiled else "torch", settings, options, train, infer, precision)
+    return measured(name, settings, options, train, infer, precision)
 
 
 def bench_torch_fp32(options: Options) -> Result:
@@ -320,7 +401,7 @@ def bench_torch_fp32(options: Options) -> Result:
     if options.device != "cuda":
         return Result("torch-fp32", status="CUDA only (on CPU the torch row is fp32)")
     seed_all(SEED, ["torch"])
-    train, infer, _ = measure_torch(Xception(num_classes=options.num_classes), options)
+    train, infer, _ = measure_torch(Xception(num_classes=options.num_classes), options, label="torch-fp32")
     return measured("torch-fp32", "fp32, contiguous", options, train, infer, "float32")
 
 
@@ -331,7 +412,7 @@ def bench_timm(options: Options) -> Result:
         return Result("timm", status="not installed")
     seed_all(SEED, ["torch"])
     model = timm.create_model("legacy_xception", pretrained=False, num_classes=options.num_classes)
-    train, infer, _ = measure_torch(model, options)
+    train, infer, _ = measure_torch(model, options, label="timm")
     return measured("timm", f"legacy_xception, fp32, timm {timm.__version__}", options, train, infer, "float32")
 
 
@@ -592,6 +673,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     parser.add_argument("--peak-tflops", type=float,
                         help="the device's peak TFLOPS for the MFU column, for every row "
                         f"(default: NVIDIA's figures for {', '.join(PEAK_TFLOPS)}; none for a CPU)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help=f"also profile {PROFILED_STEPS} training steps of each PyTorch row with torch.profiler "
+                        "into DIR (ROW.trace.json, ROW.txt) and print a summary a step: kernel launches and GPU "
+                        "busy time on CUDA")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     args = parser.parse_args(argv)
@@ -611,7 +696,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     if args.models is None:
         args.models = [m for m in MODELS if m != "torch-fp32" or device == "cuda"]
     options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device,
-                      args.compile_mode, args.peak_tflops)
+                      args.compile_mode, args.peak_tflops, args.profile)
     return args, options
 
 
