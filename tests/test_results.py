@@ -1,12 +1,14 @@
 """The committed histories of real runs, and the helpers that read them."""
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xception_common import recipe, results
-from xception_common.runs import RECORD_KEYS
+from xception_common.runs import PREDICTED, RECORD_KEYS, TrainConfig
 
 RESULT_FILES = sorted((Path(__file__).parent.parent / "notebooks" / "results").glob("*.json"))
 
@@ -50,3 +52,55 @@ def test_elapsed_and_last_within_follow_the_epoch_times():
     assert results.last_within(history, 29.9) is None
     assert results.last_within(history, 42.5)["epoch"] == 1
     assert results.last_within(history, 1e9)["epoch"] == 2
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import tiny_dataset
+
+    from xception_common.training import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    dataset = tiny_dataset(n=12)
+    train(TrainConfig("torch", "tiny", 1, image_size=71, batch_size=4, ema_decay=0.5, precision="float32",
+                      recipe="cifar", seed=3), out, dataset=dataset, progress=False)
+    return out, dataset
+
+
+def test_export_writes_a_result_file_with_the_runs_options(finished_run, tmp_path):
+    out, dataset = finished_run
+    path = tmp_path / "results" / "tiny.json"
+    results.export(out, path, "a 2-core CPU", "generated", "python -m ...", "tiny run", dataset=dataset)
+    result = results.load(path)
+    assert result["history"] == json.loads((out / "history.json").read_text())
+    run = result["run"]
+    assert (run["framework"], run["machine"], run["epochs"], run["recipe"], run["seed"]) == (
+        "PyTorch", "a 2-core CPU", 1, "cifar", 3)
+    assert run["recipe_deviations_from_the_paper"]["schedule"] == "cosine"
+
+
+def test_export_keeps_the_predictions_and_the_images_the_live_model_gets_wrong(finished_run, tmp_path):
+    out, dataset = finished_run
+    path = tmp_path / "tiny.json"
+    results.export(out, path, "cpu", "generated", "cmd", "tiny", dataset=dataset)
+    kept = results.load_predictions(path)
+    np.testing.assert_array_equal(kept["labels"], dataset.y_test)
+    assert kept["class_names"] == list(dataset.class_names)
+    wrong = [i for i in range(len(dataset.y_test)) if kept["live"][i].argmax() != dataset.y_test[i]]
+    assert list(kept["example_index"]) == wrong[: results.EXAMPLES] and wrong  # an epoch leaves some wrong
+    np.testing.assert_array_equal(kept["example_images"], dataset.x_test[wrong])
+    for name in PREDICTED:
+        assert kept[name].shape == (len(dataset.y_test), len(dataset.class_names))
+
+
+def test_export_replaces_nothing_and_refuses_other_test_labels(finished_run, tmp_path):
+    out, dataset = finished_run
+    path = tmp_path / "tiny.json"
+    path.write_text("kept")
+    with pytest.raises(FileExistsError, match="tiny.json exists"):
+        results.export(out, path, "cpu", "generated", "cmd", "tiny", dataset=dataset)
+    assert path.read_text() == "kept"
+    other = dataclasses.replace(dataset, y_test=dataset.y_test[::-1].copy())
+    with pytest.raises(ValueError, match="are not those .* was evaluated on"):
+        results.export(out, tmp_path / "other.json", "cpu", "generated", "cmd", "tiny", dataset=other)
+    assert not (tmp_path / "other.json").exists()

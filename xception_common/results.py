@@ -3,13 +3,28 @@
 A result file is JSON with two keys: ``run``, which names the framework,
 machine, data, image size, batch size, epochs, averaging rate and command, and
 ``history``, the run's ``history.json``: one record per finished epoch.
+
+``export`` makes one from a run folder, with everything its ``config.json``
+holds in ``run`` too, and, when the run kept its test predictions, a second
+file beside it with the same name and ``.npz``: the predictions, the class
+names, and the first ``EXAMPLES`` test images the final live model gets
+wrong, so that a notebook can show its mistakes without the data set:
+
+    python -m xception_common.results RUN_DIR RESULT.json --machine M --data D --command C --title T
 """
 
+import argparse
 import json
 from itertools import accumulate
 from pathlib import Path
 
-from .runs import RECORD_KEYS
+import numpy as np
+
+from . import runs
+from .runs import PREDICTIONS, RECORD_KEYS
+
+FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
+EXAMPLES = 32  # misclassified test images kept with the predictions
 
 RUN_KEYS = ("framework", "machine", "data", "image_size", "batch_size", "epochs", "ema_decay", "command", "title")
 
@@ -34,3 +49,68 @@ def last_within(history: list[dict], seconds: float) -> dict | None:
     """The last epoch finished within ``seconds`` of the start, or None."""
     finished = [record for record, end in zip(history, elapsed(history)) if end <= seconds]
     return finished[-1] if finished else None
+
+
+def export(run_dir, path, machine: str, data: str, command: str, title: str, dataset=None) -> dict:
+    """Write the result file ``path`` for the run in ``run_dir`` and, if the
+    run kept predictions, ``path`` with suffix ``.npz`` (module docstring);
+    ``dataset`` (a ``data.Dataset``) gives the test images, by default loaded
+    as the run loaded them. Returns the result. Refuses to replace a file."""
+    run_dir, path = Path(run_dir), Path(path)
+    predictions = run_dir / PREDICTIONS
+    for target in (path, path.with_suffix(".npz")):
+        if target.exists():
+            raise FileExistsError(f"{target} exists; choose another name or remove it first")
+    config = json.loads((run_dir / "config.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    result = {"run": config | {"framework": FRAMEWORK_NAMES[config["framework"]], "machine": machine, "data": data,
+                               "epochs": len(history), "command": command, "title": title},
+              "history": history}
+    if predictions.exists():
+        if dataset is None:
+            from .training import load_data
+
+            dataset = load_data(runs.load_run(run_dir)[0])
+        saved = runs.load_predictions(predictions)
+        if not np.array_equal(saved["labels"], dataset.y_test):
+            raise ValueError(f"the test labels of {dataset.source} are not those {run_dir} was evaluated on")
+        wrong = np.flatnonzero(saved["live"].argmax(1) != saved["labels"])[:EXAMPLES]
+        with np.load(predictions) as arrays:
+            kept = dict(arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write(path.with_suffix(".npz"), lambda partial: np.savez_compressed(
+            partial, **kept, class_names=np.array(dataset.class_names), example_index=wrong,
+            example_images=dataset.x_test[wrong]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_json(path, result)
+    return result
+
+
+def load_predictions(path) -> dict:
+    """The ``.npz`` beside the result file ``path``: what ``runs.load_predictions``
+    gives, and ``class_names``, ``example_index`` and ``example_images``."""
+    npz = Path(path).with_suffix(".npz")
+    with np.load(npz) as saved:
+        extra = {"class_names": [str(name) for name in saved["class_names"]],
+                 "example_index": saved["example_index"], "example_images": saved["example_images"]}
+    return runs.load_predictions(npz) | extra
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xception_common.results",
+                                     description="Make a result file for the notebooks from a finished run's folder.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("path", type=Path, help="the result file to write (.json); its .npz goes beside it")
+    for name, text in (("machine", "the machine the run trained on"), ("data", "the data, in words"),
+                       ("command", "the command that trained it"), ("title", "a title for plots")):
+        parser.add_argument(f"--{name}", required=True, help=text)
+    args = parser.parse_args(argv)
+    try:
+        export(args.run_dir, args.path, args.machine, args.data, args.command, args.title)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
