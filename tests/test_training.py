@@ -17,6 +17,7 @@ import torch
 from conftest import tiny_dataset
 
 from xception_common import recipe, train_keras, train_torch
+from xception_common import results as results_module
 from xception_common import runs as run_folder
 from xception_common.epoch_plan import crop_padding, epoch_plan
 from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
@@ -687,6 +688,22 @@ def test_paper_experiments_script_runs_every_variant_and_seed_at_once(image_fold
         return [{k: v for k, v in record.items() if k != "seconds"} for record in json.loads(path.read_text())]
 
     assert without_time(tmp_path / "alone" / "xception-seed0.json") == without_time(results / "xception-seed0.json")
+
+
+def test_convergence_script_makes_a_result_file_for_each_recipe_and_seed(image_folder, tmp_path):
+    results, options = tmp_path / "results", ["--image-size", "71", "--batch-size", "2"]
+    for _ in range(2):  # run again: the finished runs resume to no more epochs and are exported anew
+        done = run_script("convergence.sh", [image_folder, results, 1, *options], tmp_path, BENCH="",
+                          RUNS_TO_MAKE="cifar:0 paper:1", MACHINE="a CPU", DATA_LABEL="four images")
+        assert done.returncode == 0, done.stdout + done.stderr
+    for name, recipe_name, seed in (("cifar-seed0", "cifar", 0), ("paper-seed1", "paper", 1)):
+        result = results_module.load(results / f"{name}.json")
+        run = result["run"]
+        assert (run["recipe"], run["seed"], run["machine"], run["data"]) == (recipe_name, seed, "a CPU", "four images")
+        assert run["command"].endswith(f"--recipe {recipe_name} --seed {seed} --image-size 71 --batch-size 2")
+        assert len(result["history"]) == 1
+        assert results_module.load_predictions(results / f"{name}.json")["labels"].shape == (4,)
+    assert (results / "log.txt").read_text().count("cifar-seed0: exit 0") == 2
 
 
 def test_paper_experiments_script_refuses_an_unknown_variant(image_folder, tmp_path):
