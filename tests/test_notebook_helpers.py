@@ -6,9 +6,10 @@ matplotlib.use("Agg")
 
 import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from xception_common import costs, notebook, plots  # noqa: E402
+from xception_common import costs, notebook, plots, results  # noqa: E402
 from xception_common.costs import parameters_by_flow  # noqa: E402
 from xception_common.keras_xception import build_xception, separable_conv  # noqa: E402
 from xception_common.torch_xception import SeparableConv2d, Xception  # noqa: E402
@@ -82,4 +83,30 @@ def test_every_run_gets_a_line_and_neighbours_differ_in_colour():
     assert [line.get_label() for line in lines] == list(histories)
     colors = [matplotlib.colors.to_hex(line.get_color()) for line in lines]
     assert len(set(colors)) == 5
+    plt.close(fig)
+
+
+def test_confusion_matrix_counts_true_classes_by_row():
+    labels, predicted = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
+    expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])  # row: true class, column: predicted
+    np.testing.assert_array_equal(results.confusion_matrix(labels, predicted, 3), expected)
+
+
+def test_confusion_figure_shows_fractions_of_each_true_class_and_counts():
+    matrix = np.array([[3, 1], [0, 4]])
+    fig = plots.plot_confusion_matrix(matrix, ["cat", "dog"])
+    axis = fig.axes[0]
+    np.testing.assert_allclose(axis.images[0].get_array(), [[0.75, 0.25], [0.0, 1.0]])
+    assert [text.get_text() for text in axis.texts] == ["3", "1", "0", "4"]
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["cat", "dog"]
+    plt.close(fig)
+
+
+def test_mistakes_are_titled_with_true_and_predicted_class_and_probability():
+    images = np.zeros((3, 4, 4, 3), dtype=np.uint8)
+    probabilities = np.array([[0.1, 0.9], [0.7, 0.3], [0.4, 0.6]])
+    fig = plots.show_mistakes(images, [0, 1, 0], probabilities, ["cat", "dog"], columns=2)
+    titles = [axis.get_title() for axis in fig.axes]
+    assert titles == ["cat →\ndog (0.90)", "dog →\ncat (0.70)", "cat →\ndog (0.60)", ""]
+    assert sum(bool(axis.images) for axis in fig.axes) == 3  # the fourth cell of the 2 × 2 grid stays empty
     plt.close(fig)

@@ -102,3 +102,43 @@ def plot_accuracy_against_time(histories: dict[str, list[dict]], title: str = ""
         axis.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_confusion_matrix(matrix, class_names, title: str = ""):
+    """A confusion matrix (true class by row, predicted by column) as
+    fractions of each true class, with the counts written in."""
+    import numpy as np
+
+    fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, axis = plt.subplots(figsize=(6.4, 5.6))
+    image = axis.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                  color="white" if fractions[row, column] > 0.5 else "black")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(ticks, class_names, fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    fig.colorbar(image, ax=axis, label="fraction of the true class")
+    if title:
+        axis.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_mistakes(images, labels, probabilities, class_names, columns: int = 8, title: str = ""):
+    """Test images a model got wrong, each titled "true → predicted (p)", p the
+    probability it gave its prediction."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.55 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, label, p in zip(axes.flat, images, labels, probabilities):
+        predicted = int(p.argmax())
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title(f"{class_names[label]} →\n{class_names[predicted]} ({p[predicted]:.2f})", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

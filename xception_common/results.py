@@ -86,6 +86,12 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
     return result
 
 
+def confusion_matrix(labels, predicted, classes: int) -> np.ndarray:
+    """Counts of test images by true class (rows) and predicted class (columns)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+
+
 def load_predictions(path) -> dict:
     """The ``.npz`` beside the result file ``path``: what ``runs.load_predictions``
     gives, and ``class_names``, ``example_index`` and ``example_images``."""
