@@ -333,7 +333,7 @@ def profile_training(train_step, options: Options, label: str) -> Profile:
     folder = Path(options.profile_dir)
     folder.mkdir(parents=True, exist_ok=True)
     profiler.export_chrome_trace(str(folder / f"{label}.trace.json"))
-    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
     table = events.table(sort_by=sort_by, row_limit=25)
     (folder / f"{label}.txt").write_text(f"{result.summary(label)}\n\n{table}\n")
     print(result.summary(label))
