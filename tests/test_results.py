@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xception_common import recipe, results
-from xception_common.runs import PREDICTED, RECORD_KEYS, TrainConfig
+from xception_common import recipe, results, runs
+from xception_common.runs import RECORD_KEYS, TrainConfig
 
 RESULT_FILES = sorted((Path(__file__).parent.parent / "notebooks" / "results").glob("*.json"))
 
@@ -79,18 +79,22 @@ def test_export_writes_a_result_file_with_the_runs_options(finished_run, tmp_pat
     assert run["recipe_deviations_from_the_paper"]["schedule"] == "cosine"
 
 
-def test_export_keeps_the_predictions_and_the_images_the_live_model_gets_wrong(finished_run, tmp_path):
+def test_export_keeps_the_predicted_classes_and_the_images_the_live_model_gets_wrong(finished_run, tmp_path):
     out, dataset = finished_run
     path = tmp_path / "tiny.json"
     results.export(out, path, "cpu", "generated", "cmd", "tiny", dataset=dataset)
     kept = results.load_predictions(path)
+    run = runs.load_predictions(out / runs.PREDICTIONS)  # the run's own probabilities
     np.testing.assert_array_equal(kept["labels"], dataset.y_test)
     assert kept["class_names"] == list(dataset.class_names)
-    wrong = [i for i in range(len(dataset.y_test)) if kept["live"][i].argmax() != dataset.y_test[i]]
+    for model in ("live", "averaged"):
+        np.testing.assert_array_equal(kept[model], run[model].argmax(1))
+        with_flip = [np.argmax(a + b) for a, b in zip(run[model], run[f"{model}_flipped"])]
+        np.testing.assert_array_equal(kept[f"{model}_with_flip"], with_flip)
+    wrong = [i for i in range(len(dataset.y_test)) if run["live"][i].argmax() != dataset.y_test[i]]
     assert list(kept["example_index"]) == wrong[: results.EXAMPLES] and wrong  # an epoch leaves some wrong
     np.testing.assert_array_equal(kept["example_images"], dataset.x_test[wrong])
-    for name in PREDICTED:
-        assert kept[name].shape == (len(dataset.y_test), len(dataset.class_names))
+    np.testing.assert_allclose(kept["example_probabilities"], run["live"][wrong], atol=1e-3)
 
 
 def test_export_replaces_nothing_and_refuses_other_test_labels(finished_run, tmp_path):

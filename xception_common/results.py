@@ -6,9 +6,13 @@ machine, data, image size, batch size, epochs, averaging rate and command, and
 
 ``export`` makes one from a run folder, with everything its ``config.json``
 holds in ``run`` too, and, when the run kept its test predictions, a second
-file beside it with the same name and ``.npz``: the predictions, the class
-names, and the first ``EXAMPLES`` test images the final live model gets
-wrong, so that a notebook can show its mistakes without the data set:
+file beside it with the same name and ``.npz``: the test labels, the class
+each final model predicts for each test image (``PREDICTED_CLASSES``), the
+class names, and the first ``EXAMPLES`` test images the live model gets
+wrong with its probabilities for them, so that a notebook can show its
+mistakes without the data set. Classes rather than probabilities keep the
+file small: some 100 KB for 4,000 test images of CIFAR-10, most of it the
+example images.
 
     python -m xception_common.results RUN_DIR RESULT.json --machine M --data D --command C --title T
 """
@@ -25,6 +29,10 @@ from .runs import PREDICTIONS, RECORD_KEYS
 
 FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
 EXAMPLES = 32  # misclassified test images kept with the predictions
+# The predicted classes an exported run keeps: each model on the test images as
+# they are, and with test-time flipping (the mean of the probabilities of the
+# image and its mirror image).
+PREDICTED_CLASSES = ("live", "averaged", "live_with_flip", "averaged_with_flip")
 
 RUN_KEYS = ("framework", "machine", "data", "image_size", "batch_size", "epochs", "ema_decay", "command", "title")
 
@@ -74,13 +82,16 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
         saved = runs.load_predictions(predictions)
         if not np.array_equal(saved["labels"], dataset.y_test):
             raise ValueError(f"the test labels of {dataset.source} are not those {run_dir} was evaluated on")
-        wrong = np.flatnonzero(saved["live"].argmax(1) != saved["labels"])[:EXAMPLES]
-        with np.load(predictions) as arrays:
-            kept = dict(arrays)
+        classes = {}
+        for model in ("live", "averaged"):
+            classes[model] = saved[model].argmax(1)
+            classes[f"{model}_with_flip"] = (saved[model] + saved[f"{model}_flipped"]).argmax(1)
+        wrong = np.flatnonzero(classes["live"] != saved["labels"])[:EXAMPLES]
         path.parent.mkdir(parents=True, exist_ok=True)
         runs.atomic_write(path.with_suffix(".npz"), lambda partial: np.savez_compressed(
-            partial, **kept, class_names=np.array(dataset.class_names), example_index=wrong,
-            example_images=dataset.x_test[wrong]))
+            partial, labels=saved["labels"].astype(np.int16), class_names=np.array(dataset.class_names),
+            **{name: classes[name].astype(np.int16) for name in PREDICTED_CLASSES}, example_index=wrong,
+            example_images=dataset.x_test[wrong], example_probabilities=saved["live"][wrong].astype(np.float16)))
     path.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(path, result)
     return result
@@ -93,13 +104,14 @@ def confusion_matrix(labels, predicted, classes: int) -> np.ndarray:
 
 
 def load_predictions(path) -> dict:
-    """The ``.npz`` beside the result file ``path``: what ``runs.load_predictions``
-    gives, and ``class_names``, ``example_index`` and ``example_images``."""
-    npz = Path(path).with_suffix(".npz")
-    with np.load(npz) as saved:
-        extra = {"class_names": [str(name) for name in saved["class_names"]],
-                 "example_index": saved["example_index"], "example_images": saved["example_images"]}
-    return runs.load_predictions(npz) | extra
+    """The ``.npz`` beside the result file ``path``: ``labels``, the classes of
+    ``PREDICTED_CLASSES``, ``class_names``, ``example_index``,
+    ``example_images`` and ``example_probabilities`` (of the live model)."""
+    with np.load(Path(path).with_suffix(".npz")) as saved:
+        kept = {name: saved[name].astype(np.int64) for name in ("labels", *PREDICTED_CLASSES, "example_index")}
+        return kept | {"class_names": [str(name) for name in saved["class_names"]],
+                       "example_images": saved["example_images"],
+                       "example_probabilities": saved["example_probabilities"].astype(np.float32)}
 
 
 def main(argv=None) -> int:

@@ -182,7 +182,7 @@ def write_predictions(path: Path, labels, probabilities: dict) -> None:
     if set(probabilities) != set(PREDICTED):
         raise ValueError(f"probabilities must be given for {', '.join(PREDICTED)}, got {', '.join(probabilities)}")
     labels = np.asarray(labels)
-    arrays = {name: np.asarray(probabilities[name], dtype=np.float16) for name in PREDICTED}
+    arrays = {name: np.asarray(probabilities[name], dtype=np.float32) for name in PREDICTED}
     if any(array.shape != (len(labels), arrays["live"].shape[1]) for array in arrays.values()):
         raise ValueError(f"each model needs one row of probabilities per test label ({len(labels)}), got shapes "
                          f"{', '.join(str(array.shape) for array in arrays.values())}")
