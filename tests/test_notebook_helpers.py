@@ -110,3 +110,22 @@ def test_mistakes_are_titled_with_true_and_predicted_class_and_probability():
     assert titles == ["cat →\ndog (0.90)", "dog →\ncat (0.70)", "cat →\ndog (0.60)", ""]
     assert sum(bool(axis.images) for axis in fig.axes) == 3  # the fourth cell of the 2 × 2 grid stays empty
     plt.close(fig)
+
+
+@pytest.mark.parametrize("first, second, expected", [
+    ([0.8, 0.9], [0.5, 0.7], "higher"), ([0.5, 0.7], [0.8, 0.9], "lower"), ([0.5, 0.9], [0.6, 0.7], "overlapping"),
+    ([0.7, 0.8], [0.6, 0.7], "overlapping"),  # a tie between seeds is not a separation
+])
+def test_ordering_separates_groups_only_beyond_the_seeds_spread(first, second, expected):
+    assert results.ordering(first, second) == expected
+
+
+def test_seed_spread_draws_each_groups_mean_and_its_range():
+    runs = [[{"val_accuracy": a} for a in accuracies] for accuracies in ([0.2, 0.4], [0.4, 0.8], [0.3, 0.6])]
+    fig = plots.plot_seed_spread({"xception": runs})
+    axis = fig.axes[0]
+    np.testing.assert_allclose(axis.lines[0].get_ydata(), [0.3, 0.6])
+    band = axis.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.8)
+    assert axis.get_legend().get_texts()[0].get_text() == "xception (3 seeds)"
+    plt.close(fig)

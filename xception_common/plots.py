@@ -142,3 +142,27 @@ def show_mistakes(images, labels, probabilities, class_names, columns: int = 8, 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_seed_spread(groups: dict[str, list[list[dict]]], key: str = "val_accuracy", label: str = "test accuracy",
+                     title: str = ""):
+    """One line per group of runs (a history per seed): the mean of ``key`` over
+    the seeds at each epoch, with a band from the lowest to the highest seed."""
+    import numpy as np
+
+    fig, axis = plt.subplots(figsize=(7.5, 3.8))
+    for (name, histories), color in zip(groups.items(), run_colors(len(groups))):
+        epochs = min(len(history) for history in histories)
+        values = np.array([[record[key] for record in history[:epochs]] for history in histories])
+        x = np.arange(1, epochs + 1)
+        axis.plot(x, values.mean(axis=0), "o-", color=color, label=f"{name} ({len(histories)} seeds)")
+        axis.fill_between(x, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2)
+        axis.set_xticks(x)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(label)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -103,6 +103,18 @@ def confusion_matrix(labels, predicted, classes: int) -> np.ndarray:
     return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
 
 
+def ordering(first, second) -> str:
+    """How two groups of scores (one per seed) compare: "higher" when every
+    score of ``first`` is above every score of ``second``, "lower" when every
+    one is below, "overlapping" otherwise: the seeds' spread is larger than
+    the difference."""
+    if min(first) > max(second):
+        return "higher"
+    if max(first) < min(second):
+        return "lower"
+    return "overlapping"
+
+
 def load_predictions(path) -> dict:
     """The ``.npz`` beside the result file ``path``: ``labels``, the classes of
     ``PREDICTED_CLASSES``, ``class_names``, ``example_index``,
