@@ -77,6 +77,7 @@ def test_export_writes_a_result_file_with_the_runs_options(finished_run, tmp_pat
     assert (run["framework"], run["machine"], run["epochs"], run["recipe"], run["seed"]) == (
         "PyTorch", "a 2-core CPU", 1, "cifar", 3)
     assert run["recipe_deviations_from_the_paper"]["schedule"] == "cosine"
+    assert (run["data"], run["data_source"]) == ("generated", "tiny")
 
 
 def test_export_keeps_the_predicted_classes_and_the_images_the_live_model_gets_wrong(finished_run, tmp_path):

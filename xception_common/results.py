@@ -5,7 +5,8 @@ machine, data, image size, batch size, epochs, averaging rate and command, and
 ``history``, the run's ``history.json``: one record per finished epoch.
 
 ``export`` makes one from a run folder, with everything its ``config.json``
-holds in ``run`` too, and, when the run kept its test predictions, a second
+holds in ``run`` too (its ``data`` as ``data_source``, a file's name without its
+folder, ``data`` being words), and, when the run kept its test predictions, a second
 file beside it with the same name and ``.npz``: the test labels, the class
 each final model predicts for each test image (``PREDICTED_CLASSES``), the
 class names, and the first ``EXAMPLES`` test images the live model gets
@@ -72,7 +73,8 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
     config = json.loads((run_dir / "config.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     result = {"run": config | {"framework": FRAMEWORK_NAMES[config["framework"]], "machine": machine, "data": data,
-                               "epochs": len(history), "command": command, "title": title},
+                               "data_source": Path(config["data"]).name, "epochs": len(history), "command": command,
+                               "title": title},
               "history": history}
     if predictions.exists():
         if dataset is None:
