@@ -74,7 +74,7 @@ def test_readme_lists_every_notebook():
 LAYERS = (
     {"load_order", "seeding", "architecture"},
     {"keras_xception", "torch_xception", "convert", "costs"},  # the models
-    {"recipe", "runs", "epoch_plan", "data", "train_keras", "train_torch", "training", "train", "bench"},
+    {"recipe", "runs", "distributed", "epoch_plan", "data", "train_keras", "train_torch", "training", "train", "bench"},
     {"results", "plots", "diagrams", "notebook"},  # what the notebooks display
 )
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import distributed
+
 
 @dataclass(frozen=True)
 class EpochPlan:
@@ -28,6 +30,12 @@ class EpochPlan:
     @property
     def steps(self) -> int:
         return len(self.order)
+
+    def share(self, replica: int, replicas: int) -> "EpochPlan":
+        """The part of every batch that replica ``replica`` of ``replicas``
+        trains on (``distributed.share``)."""
+        return EpochPlan(*(distributed.share(getattr(self, name), replica, replicas)
+                           for name in ("order", "rows", "cols", "flips")))
 
 
 def crop_padding(native_size: int) -> int:

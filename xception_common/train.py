@@ -2,7 +2,8 @@
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
         --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P] [--compile-mode M]
-        --out DIR [--resume]
+        [--sync-batch-norm] --out DIR [--resume]
+    torchrun --nproc_per_node N -m xception_common.train --framework torch ...   (N processes, ``distributed``)
 
 DIR receives ``config.json`` (the options), the framework's checkpoint and
 ``history.json``, both written after every epoch (``runs`` says what they
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import architecture as arch
-from . import recipe
+from . import distributed, recipe
 from .runs import (
     COMPILE_MODES,
     DEFAULT_BATCH_SIZE,
@@ -27,7 +28,7 @@ from .runs import (
     TrainConfig,
     check_run_dir,
 )
-from .training import train
+from .training import check_device, train
 
 
 def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
@@ -42,7 +43,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--epochs", required=True, type=int)
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
                         help=f"side in pixels, >= {arch.MIN_INPUT_SIZE} (default {DEFAULT_IMAGE_SIZE})")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"the global batch, split evenly over the replicas (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--subset", type=int, help="use only the first N training and N test images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY,
@@ -66,17 +68,24 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--compile-mode", choices=COMPILE_MODES,
                         help="PyTorch: train through torch.compile in this mode (reduce-overhead replays each step "
                         "as CUDA graphs on a GPU); default: eagerly")
+    parser.add_argument("--sync-batch-norm", action="store_true",
+                        help="PyTorch under torchrun on GPUs: BatchNorm over the whole global batch (SyncBatchNorm) "
+                        "rather than over each process's share")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
-    config = TrainConfig(
-        args.framework, args.data, args.epochs, args.image_size, args.batch_size,
-        args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
-        args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
-    )
     try:
+        place = distributed.place()  # torchrun's processes, or this one alone
+        config = TrainConfig(
+            args.framework, args.data, args.epochs, args.image_size, args.batch_size,
+            args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
+            args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
+            place.world_size, args.sync_batch_norm,
+        )
         config.check()
-        check_run_dir(config, args.out, args.resume)
+        if place.writes:  # the others would find the folder it has begun to write
+            check_run_dir(config, args.out, args.resume)
+        check_device(config)
         from . import data
 
         data.check_source(config.data)
@@ -95,10 +104,11 @@ def main(argv=None) -> int:
         print(f"python -m xception_common.train: error: {error}", file=sys.stderr)
         return 2
     last = history[-1]
-    print(
-        f"{config.framework}: {len(history)} epochs in {out}; test accuracy {last['val_accuracy']:.4f}, "
-        f"with Polyak averaging {last['val_accuracy_ema']:.4f}"
-    )
+    if distributed.place().writes:
+        print(
+            f"{config.framework}: {len(history)} epochs in {out}; test accuracy {last['val_accuracy']:.4f}, "
+            f"with Polyak averaging {last['val_accuracy_ema']:.4f}"
+        )
     return 0
 
 

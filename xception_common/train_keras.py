@@ -376,6 +376,12 @@ def resolve_device(device: str | None) -> str | None:
 DEVICE_TYPES = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU"}
 
 
+def check_device(config, device: str | None) -> str | None:
+    """The device ``fit`` trains ``config`` on (``resolve_device``), checked
+    before a run's folder is written."""
+    return resolve_device(device)
+
+
 def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
     """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
     after every epoch, save the checkpoint (with the history), then call

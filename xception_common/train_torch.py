@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
-from . import recipe
+from . import distributed, recipe
 from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch
 from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
@@ -40,6 +42,25 @@ def resolve_device(device) -> torch.device:
         raise ValueError(allowed)
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
+
+
+def process_device(device, place: distributed.Place) -> torch.device:
+    """The device a process trains on: ``device`` when given; on several
+    processes with GPUs, the one of its local rank; else ``resolve_device``'s choice."""
+    if device is None and place.world_size > 1 and torch.cuda.is_available():
+        device = f"cuda:{place.local_rank}"
+    return resolve_device(device)
+
+
+def check_device(config, device) -> torch.device:
+    """The device this process trains ``config`` on (``process_device``).
+    Raises ValueError, saying what is allowed, for a device it cannot use,
+    so that a run is refused before its folder is written."""
+    resolved = process_device(device, distributed.place_for(config.replicas))
+    if config.sync_batch_norm and resolved.type != "cuda":
+        raise ValueError(f"sync_batch_norm needs GPUs: PyTorch's SyncBatchNorm runs on CUDA devices only, not "
+                         f"{resolved}; without it each process normalises over its share of the batch")
     return resolved
 
 
@@ -132,14 +153,20 @@ class Trainer:
 
     def __init__(self, dataset, config, device=None, progress=True):
         self.config = config
-        self.device = resolve_device(device)
-        self.progress = progress
+        self.device = check_device(config, device)
+        self.place = distributed.place_for(config.replicas)
+        self.replicated = self.place.world_size > 1
+        self.progress = progress and self.place.writes
         self.dataset = dataset
         self.gpu = self.device.type == "cuda"
         self.precision = config.compute_dtype(gpu_capability(self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "float16")
         seed_all(config.seed, ["torch"])
         self.model = Xception(len(dataset.class_names), dropout=recipe.DROPOUT, **config.model_options())
+        if config.sync_batch_norm:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if self.replicated:  # the same initial weights everywhere, dropout masks of each process's own
+            torch.manual_seed(distributed.replica_seed(config.seed, self.place.rank))
         self.model = self.model.to(self.device)
         if self.gpu:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -154,9 +181,14 @@ class Trainer:
             self.scheduler = make_cosine_scheduler(self.optimizer, chosen, steps, config.epochs)
         else:
             self.scheduler = make_scheduler(self.optimizer)
-        # Training steps run through torch.compile when asked; evaluation and
-        # the BatchNorm statistics passes stay eager (they run once an epoch).
-        self.forward = torch.compile(self.model, mode=config.compile_mode) if config.compile_mode else self.model
+        # Training steps run through DistributedDataParallel on several
+        # processes (it averages the gradients over them), and through
+        # torch.compile when asked; evaluation and the BatchNorm statistics
+        # passes run the model itself, eagerly (they run once an epoch).
+        forward = self.model
+        if self.replicated:
+            forward = DistributedDataParallel(self.model, device_ids=[self.device] if self.gpu else None)
+        self.forward = torch.compile(forward, mode=config.compile_mode) if config.compile_mode else forward
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.train_images, self.train_labels = self._to_device(dataset.x_train, dataset.y_train)
         self.test_images, self.test_labels = self._to_device(dataset.x_test, dataset.y_test)
@@ -182,7 +214,7 @@ class Trainer:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
         plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
-                          self.epochs_done)
+                          self.epochs_done).share(self.place.rank, self.place.world_size)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         steps = tqdm(range(plan.steps), desc=f"epoch {self.epochs_done + 1}", disable=not self.progress, leave=False)
@@ -205,7 +237,12 @@ class Trainer:
         if not self.scheduler_steps_each_batch:
             self.scheduler.step()
         self.epochs_done += 1
-        return (losses / plan.steps).item(), (correct / plan.steps).item()
+        totals = torch.stack([losses, correct]) / plan.steps
+        if self.replicated:  # the means over the global batch
+            dist.all_reduce(totals)
+            totals /= self.place.world_size
+        loss, accuracy = totals.tolist()
+        return loss, accuracy
 
     @torch.no_grad()
     def test_logits(self, model: nn.Module, flipped: bool = False) -> torch.Tensor:
@@ -301,13 +338,26 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": self._gathered(torch.get_rng_state()),
             "scaler": self.scaler.state_dict(),
             "history": self.history,
         }
         if self.gpu:
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            state["cuda_rng"] = self._gathered(torch.cuda.get_rng_state(self.device))
         return state
+
+    def _gathered(self, rng_state: torch.Tensor):
+        """A random state as the checkpoint keeps it: this process's, or on
+        several processes a list of every process's (called by all of them)."""
+        if not self.replicated:
+            return rng_state
+        states = [None] * self.place.world_size
+        dist.all_gather_object(states, rng_state)
+        return states
+
+    def _own(self, saved):
+        """This process's random state from what ``_gathered`` kept."""
+        return saved[self.place.rank] if self.replicated else saved
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -316,29 +366,58 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         if state["scaler"]:  # empty when the run started without float16
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(self._own(state["rng"]))
         if self.gpu and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            torch.cuda.set_rng_state(self._own(state["cuda_rng"]), self.device)
         self.epochs_done = state["epochs_done"]
         self.history = list(state.get("history", []))
+
+
+@contextlib.contextmanager
+def process_group(place: distributed.Place, device: torch.device):
+    """For the ``with`` block, the default process group of a run on several
+    processes (NCCL between GPUs, gloo between CPUs), made from torchrun's
+    environment; nothing for one process, or when the caller has made it."""
+    if place.world_size == 1 or dist.is_initialized():
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            device_id=device if device.type == "cuda" else None)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
     """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
     after every epoch, save the checkpoint (with the history), then call
     ``saved(history)``. Returns the history. ``earlier`` is the history of a
-    checkpoint from before checkpoints kept theirs."""
-    trainer = Trainer(dataset, config, device=device, progress=progress)
-    if checkpoint and checkpoint.exists():
-        # Onto the CPU: the RNG states are taken only as CPU tensors, and
-        # load_state_dict moves the rest to the trainer's device.
-        trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-        trainer.history = trainer.history or list(earlier[: trainer.epochs_done])
-    while trainer.epochs_done < config.epochs:
-        trainer.run_epoch()
-        if checkpoint:
-            atomic_write(checkpoint, lambda partial: torch.save(trainer.state_dict(), partial))
-        saved(trainer.history)
-    if checkpoint and trainer.epochs_done:
-        write_predictions(checkpoint.with_name(PREDICTIONS), trainer.dataset.y_test, trainer.predictions())
+    checkpoint from before checkpoints kept theirs.
+
+    On several processes (``distributed``) each one calls this; all of them
+    read the checkpoint, train and evaluate, and the first one alone writes
+    the checkpoint and the predictions and calls ``saved``."""
+    place = distributed.place_for(config.replicas)
+    device = check_device(config, device)
+    with process_group(place, device):
+        trainer = Trainer(dataset, config, device=device, progress=progress)
+        if checkpoint and checkpoint.exists():
+            # Onto the CPU: the RNG states are taken only as CPU tensors, and
+            # load_state_dict moves the rest to the trainer's device.
+            trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+            trainer.history = trainer.history or list(earlier[: trainer.epochs_done])
+        while trainer.epochs_done < config.epochs:
+            trainer.run_epoch()
+            state = trainer.state_dict()  # on every process: it gathers their random states
+            if place.writes:
+                if checkpoint:
+                    atomic_write(checkpoint, lambda partial: torch.save(state, partial))
+                saved(trainer.history)
+        if checkpoint and trainer.epochs_done:
+            probabilities = trainer.predictions()  # on every process: SyncBatchNorm statistics need them all
+            if place.writes:
+                write_predictions(checkpoint.with_name(PREDICTIONS), trainer.dataset.y_test, probabilities)
     return trainer.history

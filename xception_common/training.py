@@ -10,7 +10,7 @@ import importlib
 import json
 from pathlib import Path
 
-from . import runs
+from . import distributed, runs
 from .runs import CHECKPOINTS, TrainConfig, check_run_dir
 
 
@@ -23,6 +23,15 @@ def load_data(config: TrainConfig):
     return data.load(config.data, subset=config.subset, resize_mixed_to=config.image_size)
 
 
+def check_device(config: TrainConfig, device=None):
+    """The trainer module of ``config``'s framework, once it has checked that
+    this process can train ``config`` on ``device`` (None: its default);
+    ValueError, saying what is allowed, when not."""
+    framework = importlib.import_module(f".train_{config.framework}", __package__)
+    framework.check_device(config, device)
+    return framework
+
+
 def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, progress: bool = True,
           device=None) -> list[dict]:
     """Run (or continue) a training run and return its history.
@@ -30,23 +39,25 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     ``dataset`` is a ``data.Dataset`` already loaded; by default it is loaded
     from ``config.data``. With ``out=None`` nothing is written. The framework's
     ``fit`` keeps the history in its checkpoint and reports it after each save.
+    On several processes (``config.replicas``, started by torchrun), each
+    one calls this, and the first one alone checks and writes ``out``.
     """
     config.check()
-    framework = importlib.import_module(f".train_{config.framework}", __package__)
-    framework.resolve_device(device)  # a device it cannot use is refused before anything is written
+    place = distributed.place_for(config.replicas)
+    framework = check_device(config, device)  # a device it cannot use is refused before anything is written
     out = Path(out) if out is not None else None
-    if out is not None:
+    writes = out is not None and place.writes  # on several processes, the first one alone writes
+    if writes:
         check_run_dir(config, out, resume)
     if dataset is None:
         dataset = load_data(config)
-    checkpoint = None
-    if out is not None:
+    if writes:
         out.mkdir(parents=True, exist_ok=True)
         runs.write_json(out / "config.json", runs.config_record(config))
-        checkpoint = out / CHECKPOINTS[config.framework]
+    checkpoint = out / CHECKPOINTS[config.framework] if out is not None else None
 
     def saved(history):
-        if out is not None:
+        if writes:
             runs.write_json(out / "history.json", history)
 
     earlier = []  # checkpoints of earlier versions of this package kept no history
