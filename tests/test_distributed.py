@@ -1,11 +1,13 @@
-"""Training on several processes: torchrun with gloo on the CPU, against data
-parallel SGD computed by its definition in one process."""
+"""Training on several replicas: PyTorch processes under torchrun (gloo on
+the CPU) and Keras replicas on logical CPU devices, against data-parallel
+SGD computed by its definition in one process."""
 
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from conftest import tiny_dataset
 from PIL import Image
 
-from xception_common import data, distributed, train_torch
+from xception_common import data, distributed, train_keras, train_torch
 from xception_common.epoch_plan import EpochPlan, crop_padding, epoch_plan
 from xception_common.runs import TrainConfig
 from xception_common.train import main
@@ -155,7 +157,10 @@ def test_the_place_comes_from_torchruns_environment():
     with pytest.raises(ValueError, match=r"RANK must be in \[0, WORLD_SIZE\)"):
         distributed.place({"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     with pytest.raises(ValueError, match="configured for 2 replica"):
-        distributed.place_for(2, {})
+        distributed.place_for("torch", 2, {})
+    assert distributed.place_for("keras", 2, {}) == distributed.Place()
+    with pytest.raises(ValueError, match="Keras one process for all"):
+        distributed.place_for("keras", 2, {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
 
 
 def test_every_process_draws_dropout_masks_of_its_own():
@@ -166,7 +171,6 @@ def test_every_process_draws_dropout_masks_of_its_own():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(batch_size=10, replicas=4), "batch size 10 does not split evenly over 4 replicas"),
-    (dict(framework="keras", replicas=2), "several replicas (torchrun) are for the torch framework"),
     (dict(replicas=0), "replicas must be a whole number >= 1"),
     (dict(sync_batch_norm=True), "sync_batch_norm needs several replicas"),
 ])
@@ -183,3 +187,57 @@ def test_sync_batch_norm_is_refused_on_a_cpu_before_the_run_folder_is_written(mo
     with pytest.raises(ValueError, match="SyncBatchNorm runs on CUDA devices only"):
         train(config, tmp_path / "run", device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def keras_replicas(tmp_path_factory):
+    """What tests/keras_replicas.py measures: Keras on two logical CPU devices."""
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("keras_replicas.py")),
+                           str(tmp_path_factory.mktemp("keras-replicas"))],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_keras_replicas_take_the_step_of_data_parallel_sgd(keras_replicas):
+    assert keras_replicas["config"]["replicas"] == 2
+    assert keras_replicas["from_data_parallel_sgd"] <= 1e-6  # float32 rounding; measured 0.0
+    # ... which one device on the whole batch does not take: the replicas
+    # normalise over their halves of it.
+    assert keras_replicas["from_one_device"] > 1e-3
+
+
+def test_keras_synchronized_batch_norm_normalises_over_the_whole_batch(keras_replicas):
+    # After one step the moving variances hold the first batch's variances:
+    # with synchronized BatchNormalization those of the whole batch, as on
+    # one device; without, those of each replica's half, which differ.
+    assert keras_replicas["synchronized"] == [True]
+    assert keras_replicas["sync_variance_from_one_device"] <= 1e-5
+    assert keras_replicas["variance_from_one_device"] > 1e-3
+
+
+def test_a_stopped_keras_run_on_replicas_resumes_as_if_uninterrupted(keras_replicas):
+    assert len(keras_replicas["whole"]) == 2
+    assert [without_seconds(r) for r in keras_replicas["resumed"]] == [
+        without_seconds(r) for r in keras_replicas["whole"]]
+    assert keras_replicas["resumed_from_whole"] == 0.0
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--framework", "torch", "--replicas", "2"], "--replicas is for Keras; PyTorch runs one process per replica"),
+    (["--framework", "keras", "--replicas", "3"], "3 replicas need 3 CPU devices; TensorFlow has 1"),
+    (["--framework", "keras", "--replicas", "0"], "replicas must be a whole number >= 1"),
+    (["--framework", "keras", "--sync-batch-norm"], "sync_batch_norm needs several replicas"),
+])
+def test_impossible_replicas_exit_2_and_write_nothing(options, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*options, "--data", "digits", "--epochs", "1", "--batch-size", "6", "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_keras_replicas_take_no_device_of_their_own():
+    config = TrainConfig("keras", "digits", 1, batch_size=8, replicas=2)
+    with pytest.raises(ValueError, match="takes TensorFlow's first 2 GPUs"):
+        train_keras.check_device(config, "cpu:0")

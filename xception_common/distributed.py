@@ -1,27 +1,32 @@
-"""Data parallelism: one training run on several processes, as the paper's
-synchronous gradient descent on many GPUs.
+"""Data parallelism: one training run on several replicas of the model, as
+the paper's synchronous gradient descent on many GPUs.
 
-``torchrun`` starts one copy of the training command per device and tells
+Keras runs its replicas in one process, one per device, through
+``tf.distribute.MirroredStrategy`` (``--replicas N``); PyTorch runs one
+process per replica. For PyTorch, ``torchrun`` starts one copy of the training command per device and tells
 each its place through the environment (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``)::
 
     torchrun --nproc_per_node N -m xception_common.train --framework torch ...
 
-Every process holds the whole model and reads the same epoch plan
-(``epoch_plan``); at each step it takes its share of the batch (``share``),
-and ``DistributedDataParallel`` averages the gradients over the processes
-before the optimizer steps, so every process keeps the same weights.
+Every replica holds the whole model and reads the same epoch plan
+(``epoch_plan``); at each step it takes its share of the batch (``share``;
+Keras splits each batch of its ``tf.data`` pipeline the same way), and
+``DistributedDataParallel`` or the strategy averages the gradients over the
+replicas before the optimizer steps, so that every replica keeps the same
+weights.
 
 The rule for batch and learning rate: ``--batch-size`` is the global batch,
-split evenly over the processes (``per_replica_batch``), and the learning
-rate is the recipe's for that global batch. N processes therefore take the
-steps one process would take on the same batches, except that
+split evenly over the replicas (``per_replica_batch``), and the learning
+rate is the recipe's for that global batch. N replicas therefore take the
+steps one would take on the same batches, except that
 
-* each process normalises its BatchNorm layers over its share of the batch,
-  unless ``--sync-batch-norm`` (PyTorch's ``SyncBatchNorm``, on GPUs only)
-  normalises over the whole batch;
-* each process draws its dropout masks from a generator of its own
-  (``replica_seed``).
+* each replica normalises its BatchNorm layers over its share of the batch,
+  unless ``--sync-batch-norm`` normalises over the whole batch (PyTorch's
+  ``SyncBatchNorm``, on GPUs only; Keras' ``synchronized`` BatchNormalization);
+* the dropout masks: each PyTorch process draws its own (``replica_seed``);
+  Keras' replicas share their generator's state, so each draws the same
+  masks for its share of the batch.
 
 Only the first process (rank 0) writes the run's folder, which every process
 reads on ``--resume``.
@@ -89,11 +94,14 @@ def replica_seed(seed: int, replica: int) -> int:
     return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0])
 
 
-def place_for(replicas: int, environ=os.environ) -> Place:
-    """This process's place in a PyTorch run configured for ``replicas``, one
-    process each; ValueError when torchrun started another number of them."""
+def place_for(framework: str, replicas: int, environ=os.environ) -> Place:
+    """This process's place in a run of ``framework`` on ``replicas``:
+    PyTorch's run one process each, Keras' all in one process. ValueError
+    when torchrun started another number of processes."""
     found = place(environ)
-    if found.world_size != replicas:
-        raise ValueError(f"the run is configured for {replicas} replica(s), one process each, but this process is "
-                         f"one of {found.world_size} (torchrun's WORLD_SIZE); the two must be equal")
+    processes = replicas if framework == "torch" else 1
+    if found.world_size != processes:
+        raise ValueError(f"the run is configured for {replicas} replica(s) in {processes} process(es), but this "
+                         f"process is one of {found.world_size} (torchrun's WORLD_SIZE); PyTorch runs one process "
+                         "per replica (torchrun --nproc_per_node N), Keras one process for all (--replicas N)")
     return found

@@ -72,8 +72,9 @@ class TrainConfig:
     recipe: str = "paper"  # a name in recipe.RECIPES
     compile_mode: str | None = None  # PyTorch only: train through torch.compile in this mode; None: eagerly
     # Data parallelism (``distributed``): the copies of the model that train
-    # on shares of each batch (PyTorch: the processes torchrun started), and
-    # whether their BatchNorm layers normalise over the whole global batch.
+    # on shares of each batch (PyTorch: the processes torchrun started; Keras:
+    # the devices of a MirroredStrategy), and whether their BatchNorm layers
+    # normalise over the whole global batch.
     replicas: int = 1
     sync_batch_norm: bool = False
 
@@ -121,12 +122,10 @@ class TrainConfig:
                              "Keras compiles its steps with XLA on a GPU already")
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
             raise ValueError(f"replicas must be a whole number >= 1, got {self.replicas!r}")
-        if self.replicas > 1 and self.framework != "torch":
-            raise ValueError(f"several replicas (torchrun) are for the torch framework, not {self.framework}")
         distributed.per_replica_batch(self.batch_size, self.replicas)
         if self.sync_batch_norm and self.replicas == 1:
-            raise ValueError("sync_batch_norm needs several replicas (torchrun --nproc_per_node N with N > 1): "
-                             "one process normalises over the whole batch already")
+            raise ValueError("sync_batch_norm needs several replicas (torchrun --nproc_per_node N, or --replicas N "
+                             "for Keras, with N > 1); one replica normalises over the whole batch already")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

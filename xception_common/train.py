@@ -2,7 +2,7 @@
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
         --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P] [--compile-mode M]
-        [--sync-batch-norm] --out DIR [--resume]
+        [--replicas N] [--sync-batch-norm] --out DIR [--resume]
     torchrun --nproc_per_node N -m xception_common.train --framework torch ...   (N processes, ``distributed``)
 
 DIR receives ``config.json`` (the options), the framework's checkpoint and
@@ -68,19 +68,28 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--compile-mode", choices=COMPILE_MODES,
                         help="PyTorch: train through torch.compile in this mode (reduce-overhead replays each step "
                         "as CUDA graphs on a GPU); default: eagerly")
+    parser.add_argument("--replicas", type=int,
+                        help="Keras: train on this many replicas of the model, one per GPU (or CPU device where "
+                        "there is no GPU), through tf.distribute.MirroredStrategy; PyTorch takes its replicas from "
+                        "torchrun --nproc_per_node")
     parser.add_argument("--sync-batch-norm", action="store_true",
-                        help="PyTorch under torchrun on GPUs: BatchNorm over the whole global batch (SyncBatchNorm) "
-                        "rather than over each process's share")
+                        help="with several replicas: BatchNorm over the whole global batch rather than over each "
+                        "replica's share (PyTorch's SyncBatchNorm, on GPUs only; Keras' synchronized "
+                        "BatchNormalization)")
     parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
     try:
         place = distributed.place()  # torchrun's processes, or this one alone
+        if args.replicas is not None and args.framework == "torch":
+            raise ValueError("--replicas is for Keras; PyTorch runs one process per replica, started by "
+                             "torchrun --nproc_per_node N")
+        replicas = place.world_size if args.framework == "torch" else 1 if args.replicas is None else args.replicas
         config = TrainConfig(
             args.framework, args.data, args.epochs, args.image_size, args.batch_size,
             args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
             args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
-            place.world_size, args.sync_batch_norm,
+            replicas, args.sync_batch_norm,
         )
         config.check()
         if place.writes:  # the others would find the folder it has begun to write

@@ -160,6 +160,10 @@ def build_model(dataset, config, steps: int, gpu: bool) -> keras.Model:
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    if config.sync_batch_norm:  # statistics over the whole batch, from every replica (saved with the model)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
     chosen = config.training_recipe()
     add_weight_decay(model, chosen.weight_decay)
     model.compile(
@@ -279,6 +283,15 @@ def recompute_statistics(model, batches) -> None:
             layer.momentum = momentum
 
 
+def images_only(images, labels):
+    return images
+
+
+def mirrored_images(images, labels):
+    """The images mirrored left to right (NHWC)."""
+    return tf.reverse(images, axis=[2])
+
+
 def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
     """Class probabilities on the test split of the trained and the averaged
     weights, each with BatchNorm statistics of its own (from the batches of
@@ -286,7 +299,7 @@ def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
     (``runs.PREDICTED`` names them). The weights and moving statistics are
     put back after."""
     test = test_dataset(dataset, config)
-    views = {"": test.map(lambda x, y: x), "_flipped": test.map(lambda x, y: tf.reverse(x, axis=[2]))}
+    views = {"": test.map(images_only), "_flipped": test.map(mirrored_images)}
     kept = [variable.numpy() for variable in moving_statistics(model)]
     swap = keras.callbacks.SwapEMAWeights()
     swap.set_model(model)
@@ -376,10 +389,37 @@ def resolve_device(device: str | None) -> str | None:
 DEVICE_TYPES = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU"}
 
 
+def replica_devices(replicas: int) -> list[str]:
+    """The devices a run on ``replicas`` mirrors its model over: TensorFlow's
+    first ``replicas`` GPUs, or where it has none, its first CPU devices (one
+    per machine, unless split with ``tf.config.set_logical_device_configuration``).
+    ValueError when it has fewer."""
+    kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    devices = [logical.name for logical in tf.config.list_logical_devices(kind)]
+    if len(devices) < replicas:
+        raise ValueError(f"{replicas} replicas need {replicas} {kind} devices; TensorFlow has {len(devices)} "
+                         f"({', '.join(devices)})")
+    return devices[:replicas]
+
+
+@functools.cache
+def mirrored_strategy(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+    """One strategy per set of devices for the whole process: two that mirror
+    over the same devices mix up their collective operations."""
+    return tf.distribute.MirroredStrategy(list(devices))
+
+
 def check_device(config, device: str | None) -> str | None:
     """The device ``fit`` trains ``config`` on (``resolve_device``), checked
-    before a run's folder is written."""
-    return resolve_device(device)
+    before a run's folder is written; None for a run on several replicas,
+    which take ``replica_devices``."""
+    if config.replicas == 1:
+        return resolve_device(device)
+    if device is not None:
+        raise ValueError(f"a run on {config.replicas} replicas takes TensorFlow's first {config.replicas} GPUs "
+                         f"(or CPUs where it has none); pass no device, not {device!r}")
+    replica_devices(config.replicas)
+    return None
 
 
 def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
@@ -389,13 +429,20 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
     checkpoint from before checkpoints kept theirs.
 
     The model is built or loaded, trained and evaluated on ``device``
-    (``resolve_device`` says what it takes; None: TensorFlow's choice); the
-    input pipeline runs on the CPU. Mixed precision and XLA are for a GPU."""
-    placement = resolve_device(device)
-    on_device = functools.partial(keras.device, placement) if placement else contextlib.nullcontext
-    if placement is None:
+    (``resolve_device`` says what it takes; None: TensorFlow's choice), or
+    with ``config.replicas`` above 1 in the scope of a ``MirroredStrategy``
+    over ``replica_devices``; the input pipeline runs on the CPU. Mixed
+    precision and XLA are for a GPU."""
+    placement = check_device(config, device)
+    if config.replicas > 1:
+        devices = replica_devices(config.replicas)
+        on_device = mirrored_strategy(tuple(devices)).scope
+        gpu = tf.DeviceSpec.from_string(devices[0]).device_type == "GPU"
+    elif placement is None:
+        on_device = contextlib.nullcontext
         gpu = bool(tf.config.list_physical_devices("GPU"))
     else:
+        on_device = functools.partial(keras.device, placement)
         gpu = tf.DeviceSpec.from_string(placement).device_type == "GPU"
     steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
     with on_device():

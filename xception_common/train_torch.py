@@ -57,7 +57,7 @@ def check_device(config, device) -> torch.device:
     """The device this process trains ``config`` on (``process_device``).
     Raises ValueError, saying what is allowed, for a device it cannot use,
     so that a run is refused before its folder is written."""
-    resolved = process_device(device, distributed.place_for(config.replicas))
+    resolved = process_device(device, distributed.place_for(config.framework, config.replicas))
     if config.sync_batch_norm and resolved.type != "cuda":
         raise ValueError(f"sync_batch_norm needs GPUs: PyTorch's SyncBatchNorm runs on CUDA devices only, not "
                          f"{resolved}; without it each process normalises over its share of the batch")
@@ -154,7 +154,7 @@ class Trainer:
     def __init__(self, dataset, config, device=None, progress=True):
         self.config = config
         self.device = check_device(config, device)
-        self.place = distributed.place_for(config.replicas)
+        self.place = distributed.place_for(config.framework, config.replicas)
         self.replicated = self.place.world_size > 1
         self.progress = progress and self.place.writes
         self.dataset = dataset
@@ -400,7 +400,7 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
     On several processes (``distributed``) each one calls this; all of them
     read the checkpoint, train and evaluate, and the first one alone writes
     the checkpoint and the predictions and calls ``saved``."""
-    place = distributed.place_for(config.replicas)
+    place = distributed.place_for(config.framework, config.replicas)
     device = check_device(config, device)
     with process_group(place, device):
         trainer = Trainer(dataset, config, device=device, progress=progress)

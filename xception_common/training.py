@@ -39,11 +39,11 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     ``dataset`` is a ``data.Dataset`` already loaded; by default it is loaded
     from ``config.data``. With ``out=None`` nothing is written. The framework's
     ``fit`` keeps the history in its checkpoint and reports it after each save.
-    On several processes (``config.replicas``, started by torchrun), each
-    one calls this, and the first one alone checks and writes ``out``.
+    On several PyTorch processes (``config.replicas``, started by torchrun),
+    each one calls this, and the first one alone checks and writes ``out``.
     """
     config.check()
-    place = distributed.place_for(config.replicas)
+    place = distributed.place_for(config.framework, config.replicas)
     framework = check_device(config, device)  # a device it cannot use is refused before anything is written
     out = Path(out) if out is not None else None
     writes = out is not None and place.writes  # on several processes, the first one alone writes
