@@ -30,6 +30,7 @@ TINY = ["--image-size", "71", "--batch-size", "2", "--steps", "1", "--warmup", "
         (["--image-size", "128", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["--image-size", "128", "--batch-size", "2", "--steps", "0"], "--steps must be at least 1, got 0"),
         (["--image-size", "128", "--batch-size", "2", "--warmup", "-1"], "--warmup must be at least 0"),
+        (["--image-size", "128", "--batch-size", "2", "--workers", "-1"], "--workers must be at least 0, got -1"),
         (["--image-size", "128", "--batch-size", "2", "--models", "resnet"], "invalid choice: 'resnet'"),
         (["--batch-size", "2"], "the following arguments are required: --image-size"),
     ],
@@ -170,7 +171,7 @@ def test_json_rows_carry_results_and_run_settings(tiny_run):
         "infer_images_per_s", "infer_iqr_percent", "infer_steps",
         "reference", "train_ratio", "infer_ratio", "precision", "train_mfu_percent",
         "machine", "image_size", "batch_size", "steps", "warmup", "num_classes", "device", "compile_mode",
-        "peak_tflops", "profile_dir",
+        "peak_tflops", "profile_dir", "workers",
     }
     for result in results:
         assert set(result) == expected
@@ -357,6 +358,32 @@ def test_input_pipelines_are_measured_against_their_models(tmp_path, capsys):
     assert keras_input["reference"] is None and keras_input["train_ratio"] is None  # no keras row ran
     printed = capsys.readouterr().out.splitlines()[-2]
     assert printed.startswith("torch-input") and printed.split()[-2] == "torch"
+
+
+def test_the_streaming_pipeline_is_measured_against_the_model(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    made = []
+    write = bench.write_sample_jpegs
+    monkeypatch.setattr(bench, "write_sample_jpegs", lambda folder, count: made.append(count) or write(folder, count))
+    argv = [*TINY, "--steps", "3", "--models", "torch", "torch-stream", "--workers", "2", "--json", str(path)]
+    assert bench.main(argv) == 0
+    torch_row, stream_row = json.loads(path.read_text())
+    assert stream_row["status"] == "ok" and stream_row["train_images_per_s"] > 0
+    assert stream_row["train_steps"] == 3 and stream_row["infer_images_per_s"] is None
+    assert stream_row["settings"] == "input only: 500×375 JPEG files → 71px, 2 decoding workers on " \
+        f"{os.cpu_count()} cores"
+    assert stream_row["reference"] == "torch" and stream_row["train_ratio"] == pytest.approx(
+        stream_row["train_images_per_s"] / torch_row["train_images_per_s"])
+    assert made == [2 * (0 + 3)]  # a batch of files per warm-up and timed step; rounds go round them again
+
+
+def test_sample_jpegs_are_of_the_size_asked_for(tmp_path):
+    from PIL import Image
+
+    bench.write_sample_jpegs(tmp_path, 3, (120, 90))
+    files = sorted((tmp_path / "train" / "a").iterdir())
+    assert [Image.open(f).size for f in files] == [(120, 90)] * 3
+    assert len(list((tmp_path / "test").rglob("*.jpg"))) == 1
 
 
 def test_input_ratio_leaves_inference_empty():

@@ -1,4 +1,4 @@
-"""The module diagrams show what the notebook says they show."""
+"""The diagrams show what the notebooks say they show."""
 
 import matplotlib
 
@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-from xception_common.diagrams import COLORS, module_diagrams  # noqa: E402
+from xception_common.diagrams import COLORS, data_parallel_diagram, module_diagrams  # noqa: E402
 
 
 @pytest.fixture
@@ -58,3 +58,17 @@ def test_order_pointwise_first_in_inception_depthwise_first_in_separable(figure)
         assert max(box_centres_y(ax, "pointwise")) < min(box_centres_y(ax, "spatial"))
     separable = figure.axes[4]
     assert max(box_centres_y(separable, "spatial")) < min(box_centres_y(separable, "pointwise"))
+
+
+def test_data_parallel_step_splits_the_batch_into_a_share_per_replica():
+    fig = data_parallel_diagram(replicas=3, batch_size=96)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.texts]
+    # batch, 3 shares, 3 replicas, the all-reduce and the step, bottom to top
+    assert len(boxes(ax)) == len(labels) == 9
+    assert [label for label in labels if label.startswith("images")] == ["images 0–31", "images 32–63", "images 64–95"]
+    assert max(box_centres_y(ax, "data")) < min(box_centres_y(ax, "replica"))
+    assert len(box_centres_y(ax, "reduce")) == 1
+    # every share feeds its replica alone; the three gradients all meet in the mean
+    assert len(ax.patches) - len(boxes(ax)) == 3 + 3 + 3 + 1
+    plt.close(fig)

@@ -83,7 +83,7 @@ def data_parallel_sgd(dataset, config, epochs):
                 columns = slice(rank * share, (rank + 1) * share)
                 own = EpochPlan(plan.order[:, columns], plan.rows[:, columns], plan.cols[:, columns],
                                 plan.flips[:, columns])
-                x, labels = train_torch.training_batch(trainer.train_images, trainer.train_labels, own, step,
+                x, labels = train_torch.training_batch(trainer.train.images, trainer.train.labels, own, step,
                                                        padding, config.image_size, channels_last=False)
                 torch.set_rng_state(states[rank])
                 (F.cross_entropy(trainer.model(x), labels) / config.replicas).backward()

@@ -293,7 +293,7 @@ def test_the_flipped_predictions_mirror_the_test_images_left_to_right(framework,
         trainer.train_epoch()
 
         def predict(data):
-            trainer.test_images = trainer._to_device(data.x_test, data.y_test)[0]
+            trainer.test = train_torch.ImagesInMemory(data.x_test, data.y_test, trainer.device)
             return trainer.predictions()
     else:
         model = keras.saving.load_model(runs("keras").whole_dir / CHECKPOINTS["keras"])
@@ -383,7 +383,7 @@ def test_torch_trains_in_mixed_precision(precision, mixed_trainers):
     # float16 a gradient scaler whose scale is saved with the checkpoint.
     trainer, records = mixed_trainers(precision)
     with trainer._autocast():
-        logits = trainer.model(train_torch.to_model_input(trainer.test_images[:2], 71))
+        logits = trainer.model(train_torch.to_model_input(trainer.test.images[:2], 71))
     assert logits.dtype == getattr(torch, precision)
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in records)
     assert records[1]["loss"] < records[0]["loss"]
@@ -618,7 +618,7 @@ def test_each_evaluated_torch_model_has_batchnorm_statistics_of_its_own(monkeypa
     for model, running_mean in seen:
         with torch.no_grad():
             outputs = [model.entry_flow.block1.conv1.conv(train_torch.training_batch(
-                trainer.train_images, trainer.train_labels, plan, step, crop_padding(8), 71, False)[0])
+                trainer.train.images, trainer.train.labels, plan, step, crop_padding(8), 71, False)[0])
                 for step in range(2)]
         means[id(model)] = torch.stack([out.mean(dim=(0, 2, 3)) for out in outputs]).mean(0)
         torch.testing.assert_close(running_mean, means[id(model)], rtol=1e-4, atol=1e-6)

@@ -68,6 +68,7 @@ import json
 import os
 import platform
 import re
+import time
 import timeit
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -79,11 +80,11 @@ from . import architecture as arch
 from .runs import COMPILE_MODES, auto_precision
 from .seeding import seed_all
 
-MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "keras", "keras-applications",
-          "keras-input")
-TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input")
+MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream", "keras",
+          "keras-applications", "keras-input")
+TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream")
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "torch-compiled": "timm", "keras": "keras-applications",
-             "torch-input": "torch", "keras-input": "keras"}
+             "torch-input": "torch", "torch-stream": "torch", "keras-input": "keras"}
 # Dense peaks in TFLOPS from NVIDIA's datasheets, by a word of the device's name:
 # half precision (bfloat16, float16) and float32, which cuDNN computes as TF32
 # on Ampere and later (torch.backends.cudnn.allow_tf32); the T4 has no TF32.
@@ -96,6 +97,8 @@ PEAK_TFLOPS = {
 }
 SEED = 0
 INPUT_SIZE = 32  # CIFAR-10's images, which the pipeline pads, crops and resizes
+PREFETCHED = 2  # batches each DataLoader worker makes ahead (its prefetch_factor)
+STREAMED_SIZE = (500, 375)  # width and height of the JPEG files the streaming row decodes: a common ImageNet size
 MIN_RUN_TIME = 1.0  # seconds that torch.utils.benchmark times at least, for enough blocks of short steps
 
 
@@ -137,6 +140,7 @@ class Options:
     compile_mode: str | None = None  # for torch-compiled; None: reduce-overhead on CUDA, default on CPU
     peak_tflops: float | None = None  # the device's peak for every row; None: PEAK_TFLOPS
     profile_dir: str | None = None  # profile the PyTorch rows' training steps into this folder
+    workers: int | None = None  # decoding processes of the torch-stream row; None: train_torch.default_workers()
 
 
 def measured(model: str, settings: str, options: Options, train: Timing, infer: Timing | None = None,
@@ -453,6 +457,70 @@ def bench_torch_input(options: Options) -> Result:
     return measured("torch-input", settings, options, time_steps(make_batch, options))
 
 
+def time_rounds(make_batch, options: Options, per_round: int) -> Timing:
+    """Seconds per batch of a pipeline whose workers make batches ahead of
+    time: timed over rounds of ``per_round`` batches, as many as their
+    buffers hold, once those have filled, since single batches come in bursts."""
+    for _ in range((options.warmup + 2) * per_round):
+        make_batch()
+    times = []
+    for _ in range(options.steps):
+        start = time.perf_counter()
+        for _ in range(per_round):
+            make_batch()
+        times.append((time.perf_counter() - start) / per_round)
+    return timing_from_times(times)
+
+
+def write_sample_jpegs(folder: Path, count: int, size: tuple[int, int] = STREAMED_SIZE) -> None:
+    """``count`` JPEG files of ``size`` in ``folder``/train/a/ and one in
+    test/a/: random blocks of colour, smoothed by the upsampling, at JPEG
+    quality 90."""
+    from PIL import Image
+
+    rng = np.random.default_rng(SEED)
+    width, height = size
+    for split, number in (("train", count), ("test", 1)):
+        (folder / split / "a").mkdir(parents=True)
+        for index in range(number):
+            blocks = Image.fromarray(rng.integers(0, 256, (height // 25, width // 25, 3), dtype=np.uint8))
+            blocks.resize(size, Image.Resampling.BILINEAR).save(folder / split / "a" / f"{index:05d}.jpg", quality=90)
+
+
+def bench_torch_stream(options: Options) -> Result:
+    """The streaming pipeline alone: JPEG files decoded and resized by
+    DataLoader workers, as training reads a folder too large for memory."""
+    import tempfile
+
+    import torch
+
+    from . import data
+    from .epoch_plan import crop_padding, epoch_plan
+    from .train_torch import StreamedImages, default_workers, planned_batch
+
+    device = torch.device(options.device)
+    workers = default_workers() if options.workers is None else options.workers
+    with tempfile.TemporaryDirectory() as folder:
+        count = input_images(options)
+        write_sample_jpegs(Path(folder), count)
+        images = StreamedImages(data.list_images(folder), "train", options.image_size, device, workers)
+        plan = epoch_plan(count, options.batch_size, crop_padding(options.image_size), True, SEED, 0)
+        batches = images.batches(itertools.cycle(plan.order))
+        steps = itertools.cycle(range(plan.steps))
+
+        def make_batch():
+            uint8, _ = next(batches)
+            planned_batch(uint8, plan, next(steps), crop_padding(options.image_size), options.image_size,
+                          device.type == "cuda")
+
+        timing = time_rounds(make_batch, options, PREFETCHED * max(1, workers))
+    width, height = STREAMED_SIZE
+    plural = "s" if workers != 1 else ""
+    settings = (f"input only: {width}×{height} JPEG files → {options.image_size}px, {workers} decoding "
+                f"worker{plural} on {os.cpu_count()} cores")
+    return measured("torch-stream", settings, options, timing)
+
+
 def keras_input_step(options: Options):
     """The next batch of ``training_batches`` (repeated without end), as a NumPy array."""
     from .epoch_plan import crop_padding
@@ -493,6 +561,7 @@ BENCHES = {
     "torch-compiled": lambda options: bench_torch(options, compiled=True),
     "timm": bench_timm,
     "torch-input": bench_torch_input,
+    "torch-stream": bench_torch_stream,
     "keras": lambda options: bench_keras("keras", options),
     "keras-applications": lambda options: bench_keras("keras-applications", options),
     "keras-input": bench_keras_input,
@@ -677,6 +746,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
                         help=f"also profile {PROFILED_STEPS} training steps of each PyTorch row with torch.profiler "
                         "into DIR (ROW.trace.json, ROW.txt) and print a summary a step: kernel launches and GPU "
                         "busy time on CUDA")
+    parser.add_argument("--workers", type=int,
+                        help="decoding processes of the torch-stream row (default: the cores but one, at most 8)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     args = parser.parse_args(argv)
@@ -684,8 +755,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         parser.error(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
     for name, minimum in (("image_size", arch.MIN_INPUT_SIZE), ("batch_size", 1), ("steps", 1),
-                          ("warmup", 0), ("num_classes", 1)):
-        if getattr(args, name) < minimum:
+                          ("warmup", 0), ("num_classes", 1), ("workers", 0)):
+        if getattr(args, name) is not None and getattr(args, name) < minimum:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be at least {minimum}, got {getattr(args, name)}")
     cuda = cuda_available()
@@ -696,7 +767,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     if args.models is None:
         args.models = [m for m in MODELS if m != "torch-fp32" or device == "cuda"]
     options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device,
-                      args.compile_mode, args.peak_tflops, args.profile)
+                      args.compile_mode, args.peak_tflops, args.profile, args.workers)
     return args, options
 
 

@@ -353,6 +353,18 @@ def _load_image_folders(source, subset, resize_to, resize_mixed_to):
     )
 
 
+def _decode(source, path, read_bytes):
+    """The RGB image whose bytes ``read_bytes()`` gives; DataError naming
+    ``path`` when it cannot be read or decoded."""
+    try:
+        with Image.open(io.BytesIO(read_bytes())) as image:
+            return image.convert("RGB")
+    except _UNREADABLE as error:
+        raise DataError(
+            f"{source}: cannot read image {path} ({type(error).__name__}: {error}); remove or replace the file"
+        ) from error
+
+
 # What PIL and zipfile raise on a damaged, truncated, encrypted or oversized file.
 _UNREADABLE = (
     OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error,
@@ -391,14 +403,7 @@ class _ImageReader:
         return np.stack([np.asarray(image) for image in images])
 
     def decode(self, path, file):
-        try:
-            with Image.open(io.BytesIO(file.read_bytes())) as image:
-                return image.convert("RGB")
-        except _UNREADABLE as error:
-            raise DataError(
-                f"{self.source}: cannot read image {path} ({type(error).__name__}: {error}); "
-                "remove or replace the file"
-            ) from error
+        return _decode(self.source, path, file.read_bytes)
 
     def size_mismatch(self, path, size):
         (first_path, (w0, h0)), (w, h) = self.first, size
@@ -407,3 +412,81 @@ class _ImageReader:
             f"({first_path} is {w0}×{h0}, {path} is {w}×{h}); "
             "pass resize_to=S to resize every image to S×S"
         )
+
+
+# --- Streaming: images listed now, read one by one later ----------------------
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The images of a folder or zip, listed but not decoded, for a pipeline
+    that reads them one by one (``ImageReader``) as training needs them, so
+    that memory does not grow with their number. Paths are '/'-separated from
+    the top of the source; labels index ``class_names``."""
+
+    name: str
+    source: str
+    class_names: tuple[str, ...]
+    train: tuple[str, ...]
+    y_train: np.ndarray
+    test: tuple[str, ...]
+    y_test: np.ndarray
+    flip: bool = True
+
+
+def list_images(source: str, subset: int | None = None) -> ImageFiles:
+    """The images of ``source`` (a folder or .zip), in the order ``load``
+    gives them, without decoding any; ``subset`` as in ``load``."""
+    source = os.fspath(source)
+    _check_positive("subset", subset)
+    if source in BUILT_IN:
+        raise DataError(f"{source} is loaded into memory whole; only a folder or .zip of images is read one by one")
+    with _open_source(source) as top:
+        layout = _find_layout(top, source)
+    splits = {}
+    for split in SPLITS:
+        items = _round_robin(layout.files[split])[:subset]
+        splits[split] = tuple(path for (path, _), _ in items), np.array([label for _, label in items], dtype=np.int64)
+    path = Path(source)
+    return ImageFiles(path.stem if path.is_file() else path.resolve().name, source, layout.class_names,
+                      *splits["train"], *splits["test"])
+
+
+class ImageReader:
+    """Reads one image of a folder or zip at a time, by its path in
+    ``ImageFiles``. A zip is opened once in each process that reads from it:
+    a copy sent to a worker process opens its own."""
+
+    def __init__(self, source: str):
+        self.source = os.fspath(source)
+        self._archive = None
+
+    def __getstate__(self):
+        return {"source": self.source, "_archive": None}
+
+    def read(self, path: str, size: int) -> np.ndarray:
+        """The image at ``path``, decoded and resized to ``size``×``size``
+        (bilinear, as ``load``'s ``resize_to``): uint8, height × width × 3."""
+        return np.array(_resize(_decode(self.source, path, lambda: self._bytes(path)), size))
+
+    def first_size(self, path: str) -> tuple[int, int]:
+        """Width and height of the image at ``path``, from its header alone."""
+        try:
+            with Image.open(io.BytesIO(self._bytes(path))) as image:
+                return image.size
+        except _UNREADABLE as error:
+            raise DataError(f"{self.source}: cannot read image {path} ({type(error).__name__}: {error})") from error
+
+    def _bytes(self, path: str) -> bytes:
+        if os.path.isdir(self.source):
+            return (Path(self.source) / path).read_bytes()
+        if self._archive is None:
+            self._archive = _open_zip(self.source)
+        return self._archive.read(path)
+
+
+def decoded_bytes(files: ImageFiles) -> int:
+    """What ``load`` would hold decoded: every image at the size of the
+    first (``load`` decodes all of them before resizing any)."""
+    width, height = ImageReader(files.source).first_size(files.train[0])
+    return (len(files.train) + len(files.test)) * width * height * 3

@@ -1,5 +1,6 @@
 """Block diagrams of the modules that lead from a regular convolution to a
-depthwise separable one (the paper's Figures 2-4), drawn with matplotlib.
+depthwise separable one (the paper's Figures 2-4), and of data-parallel
+training, drawn with matplotlib.
 
 Data flows upwards, as in the paper. Every box is a ``FancyBboxPatch`` with its
 label as a text artist at its centre, so a test can count what a panel shows.
@@ -16,6 +17,8 @@ COLORS = {
     "data": "#e0e0e0",  # input, output, concat
     "pointwise": "#9ecae1",  # 1×1 convolutions: channels only
     "spatial": "#fdae6b",  # 3×3 convolutions: space (and channels if not depthwise)
+    "replica": "#c7e9c0",  # a copy of the whole model (data parallelism)
+    "reduce": "#fdd0a2",  # the gradients averaged over the replicas
 }
 
 
@@ -114,5 +117,30 @@ def module_diagrams(towers=3, channels=6):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def data_parallel_diagram(replicas=4, batch_size=256):
+    """One step of synchronous data-parallel SGD, bottom to top: the global
+    batch, split into a share per replica; each replica, a copy of the whole
+    model, computes the gradient of its share; the gradients are averaged
+    (an all-reduce), and every replica takes the same step. Returns the figure."""
+    share = batch_size // replicas
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    levels = (0.06, 0.28, 0.5, 0.72, 0.94)
+    batch = row(ax, levels[0], [f"global batch: {batch_size} images"], "data", WIDE)
+    shares = row(ax, levels[1], [f"images {r * share}–{(r + 1) * share - 1}" for r in range(replicas)], "data")
+    models = row(ax, levels[2], [f"replica {r}\ngradient $g_{r}$" for r in range(replicas)], "replica")
+    mean = row(ax, levels[3], [f"all-reduce: g = mean of $g_0$ … $g_{{{replicas - 1}}}$"], "reduce", WIDE)
+    step = row(ax, levels[4], ["every replica: w ← w − η·g (the same weights)"], "replica", WIDE)
+    connect(ax, batch, levels[0], shares, levels[1])
+    connect(ax, shares, levels[1], models, levels[2])
+    connect(ax, models, levels[2], mean, levels[3])
+    connect(ax, mean, levels[3], step, levels[4])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.axis("off")
+    ax.set_title(f"One step of data-parallel SGD on {replicas} replicas", fontsize=10)
     fig.tight_layout()
     return fig

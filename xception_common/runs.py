@@ -27,6 +27,7 @@ import numpy as np
 
 from . import architecture as arch
 from . import distributed, recipe
+from .data import BUILT_IN
 from .recipe import Recipe
 
 FRAMEWORKS = ("keras", "torch")
@@ -41,6 +42,9 @@ PREDICTED = ("live", "live_flipped", "averaged", "averaged_flipped")
 RECORD_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "val_accuracy_ema", "seconds")
 # Mixed precision computes in the named type and keeps float32 weights.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# How a folder or zip of images is read: whole into memory, streamed from
+# its files as training needs them, or either, by its size (``training.streams``).
+DATA_LOADINGS = ("auto", "memory", "stream")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 NATIVE_BFLOAT16 = (8, 0)  # compute capability from which NVIDIA GPUs run bfloat16 (Ampere)
 
@@ -77,6 +81,7 @@ class TrainConfig:
     # normalise over the whole global batch.
     replicas: int = 1
     sync_batch_norm: bool = False
+    data_loading: str = "auto"  # one of DATA_LOADINGS
 
     def compute_dtype(self, capability: tuple[int, int] | None) -> str:
         """The precision to train in on a GPU of this compute capability
@@ -126,6 +131,12 @@ class TrainConfig:
         if self.sync_batch_norm and self.replicas == 1:
             raise ValueError("sync_batch_norm needs several replicas (torchrun --nproc_per_node N, or --replicas N "
                              "for Keras, with N > 1); one replica normalises over the whole batch already")
+        if self.data_loading not in DATA_LOADINGS:
+            raise ValueError(f"data_loading must be one of {', '.join(DATA_LOADINGS)}, got {self.data_loading!r}")
+        if self.data_loading == "stream" and self.framework != "torch":
+            raise ValueError("data_loading 'stream' is for the torch framework; Keras loads its data into memory")
+        if self.data_loading == "stream" and self.data in BUILT_IN:
+            raise ValueError(f"{self.data} is loaded whole; data_loading 'stream' reads a folder or .zip of images")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -2,7 +2,7 @@
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
         --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P] [--compile-mode M]
-        [--replicas N] [--sync-batch-norm] --out DIR [--resume]
+        [--replicas N] [--sync-batch-norm] [--data-loading L] [--workers N] --out DIR [--resume]
     torchrun --nproc_per_node N -m xception_common.train --framework torch ...   (N processes, ``distributed``)
 
 DIR receives ``config.json`` (the options), the framework's checkpoint and
@@ -21,6 +21,7 @@ from . import architecture as arch
 from . import distributed, recipe
 from .runs import (
     COMPILE_MODES,
+    DATA_LOADINGS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIZE,
     FRAMEWORKS,
@@ -45,6 +46,13 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
                         help=f"side in pixels, >= {arch.MIN_INPUT_SIZE} (default {DEFAULT_IMAGE_SIZE})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"the global batch, split evenly over the replicas (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--data-loading", choices=DATA_LOADINGS, default="auto",
+                        help="a folder or .zip of images: memory (decode all first), stream (PyTorch: decode each "
+                        "batch in worker processes as training needs it) or auto (default: stream when the decoded "
+                        "images would take more than a quarter of this machine's memory)")
+    parser.add_argument("--workers", type=int,
+                        help="PyTorch, streamed data: processes that decode images (default: the cores but one, "
+                        "at most 8)")
     parser.add_argument("--subset", type=int, help="use only the first N training and N test images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY,
@@ -89,8 +97,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
             args.framework, args.data, args.epochs, args.image_size, args.batch_size,
             args.subset, args.seed, args.ema_decay, args.precision, args.bn_batches,
             args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
-            replicas, args.sync_batch_norm,
+            replicas, args.sync_batch_norm, args.data_loading,
         )
+        if args.workers is not None and (args.framework != "torch" or args.workers < 0):
+            raise ValueError(f"--workers is a whole number >= 0 for the torch framework's streamed data, "
+                             f"got {args.workers} for {args.framework}")
         config.check()
         if place.writes:  # the others would find the folder it has begun to write
             check_run_dir(config, args.out, args.resume)
@@ -100,15 +111,15 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
         data.check_source(config.data)
     except ValueError as error:
         parser.error(str(error))
-    return config, args.out, args.resume
+    return config, args.out, args.resume, args.workers
 
 
 def main(argv=None) -> int:
     from .data import DataError
 
-    config, out, resume = parse_args(argv)
+    config, out, resume, workers = parse_args(argv)
     try:
-        history = train(config, out, resume=resume)
+        history = train(config, out, resume=resume, workers=workers)
     except DataError as error:  # found only on loading, e.g. no internet for cifar10
         print(f"python -m xception_common.train: error: {error}", file=sys.stderr)
         return 2

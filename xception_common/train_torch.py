@@ -7,6 +7,7 @@ and, on a GPU, with channels-last memory.
 """
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
-from . import distributed, recipe
+from . import data, distributed, recipe
 from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch
 from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
@@ -140,18 +141,80 @@ def to_model_input(images: torch.Tensor, image_size: int, channels_last: bool = 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def planned_batch(images, plan, step: int, padding: int, image_size: int, channels_last: bool) -> torch.Tensor:
+    """The model input of batch ``step`` of an epoch plan, from its uint8 NCHW
+    images on the device: cropped, flipped, resized and scaled."""
+    crops = augment(images, plan.rows[step], plan.cols[step], plan.flips[step], padding)
+    return to_model_input(crops, image_size, channels_last)
+
+
 def training_batch(images, labels, plan, step: int, padding: int, image_size: int, channels_last: bool):
     """Batch ``step`` of an epoch plan, from uint8 NCHW images on the device:
     gathered, cropped, flipped, resized and scaled."""
     index = torch.as_tensor(plan.order[step], device=images.device)
-    crops = augment(images[index], plan.rows[step], plan.cols[step], plan.flips[step], padding)
-    return to_model_input(crops, image_size, channels_last), labels[index]
+    return planned_batch(images[index], plan, step, padding, image_size, channels_last), labels[index]
+
+
+class ImagesInMemory:
+    """A split's images as one uint8 NCHW tensor on the device, with its labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device):
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.labels = torch.from_numpy(labels).long().to(device)
+
+    def batches(self, rows):
+        """The uint8 images and labels of each list of indices in ``rows``."""
+        for indices in rows:
+            index = torch.as_tensor(indices, device=self.images.device)
+            yield self.images[index], self.labels[index]
+
+
+class ImageFilesDataset(torch.utils.data.Dataset):
+    """A split's image files, each decoded and resized to ``size`` when asked for."""
+
+    def __init__(self, reader: data.ImageReader, paths: tuple[str, ...], labels: np.ndarray, size: int):
+        self.reader, self.paths, self.labels, self.size = reader, paths, labels, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.reader.read(self.paths[index], self.size)
+        return torch.from_numpy(image).permute(2, 0, 1), int(self.labels[index])
+
+
+class StreamedImages:
+    """A split's image files, read as training asks for them: decoded and
+    resized in the worker processes of a ``DataLoader``, a few batches ahead,
+    then moved to the device. Memory holds those batches, whatever the
+    number of images."""
+
+    def __init__(self, files: data.ImageFiles, split: str, image_size: int, device: torch.device, workers: int):
+        paths, labels = (files.train, files.y_train) if split == "train" else (files.test, files.y_test)
+        self.dataset = ImageFilesDataset(data.ImageReader(files.source), paths, labels, image_size)
+        self.labels = torch.from_numpy(labels).long().to(device)
+        self.device, self.workers = device, workers
+
+    def batches(self, rows):
+        """The uint8 images and labels of each list of indices in ``rows``."""
+        # A generator of its own: the workers' seeds would otherwise be drawn
+        # from the global one, and shift the dropout masks that follow.
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=(list(indices) for indices in rows),
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                                             generator=torch.Generator())
+        for images, labels in loader:
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def default_workers() -> int:
+    """Worker processes that decode streamed images: every core but one, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
 
 
 class Trainer:
     """One training run: model, optimizer, schedule, averaged weights, data."""
 
-    def __init__(self, dataset, config, device=None, progress=True):
+    def __init__(self, dataset, config, device=None, progress=True, workers: int | None = None):
         self.config = config
         self.device = check_device(config, device)
         self.place = distributed.place_for(config.framework, config.replicas)
@@ -190,15 +253,17 @@ class Trainer:
             forward = DistributedDataParallel(self.model, device_ids=[self.device] if self.gpu else None)
         self.forward = torch.compile(forward, mode=config.compile_mode) if config.compile_mode else forward
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
-        self.train_images, self.train_labels = self._to_device(dataset.x_train, dataset.y_train)
-        self.test_images, self.test_labels = self._to_device(dataset.x_test, dataset.y_test)
-        self.padding = crop_padding(dataset.x_train.shape[1])
+        if isinstance(dataset, data.ImageFiles):  # read as needed, at image_size
+            workers = default_workers() if workers is None else workers
+            self.train = StreamedImages(dataset, "train", config.image_size, self.device, workers)
+            self.test = StreamedImages(dataset, "test", config.image_size, self.device, workers)
+            self.padding = crop_padding(config.image_size)
+        else:
+            self.train = ImagesInMemory(dataset.x_train, dataset.y_train, self.device)
+            self.test = ImagesInMemory(dataset.x_test, dataset.y_test, self.device)
+            self.padding = crop_padding(dataset.x_train.shape[1])
         self.epochs_done = 0
         self.history = []  # one record per finished epoch
-
-    def _to_device(self, images, labels):
-        images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
-        return images, torch.from_numpy(labels).long().to(self.device)
 
     def _gpu_indices(self) -> list[int]:
         """The trainer's GPU as a list of one index, for ``fork_rng``; none on a CPU."""
@@ -213,14 +278,14 @@ class Trainer:
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
-        plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
+        plan = epoch_plan(len(self.train.labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
                           self.epochs_done).share(self.place.rank, self.place.world_size)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
-        steps = tqdm(range(plan.steps), desc=f"epoch {self.epochs_done + 1}", disable=not self.progress, leave=False)
-        for step in steps:
-            x, labels = training_batch(self.train_images, self.train_labels, plan, step, self.padding,
-                                       c.image_size, self.gpu)
+        batches = tqdm(self.train.batches(plan.order), desc=f"epoch {self.epochs_done + 1}", total=plan.steps,
+                       disable=not self.progress, leave=False)
+        for step, (images, labels) in enumerate(batches):
+            x = planned_batch(images, plan, step, self.padding, c.image_size, self.gpu)
             with self._autocast():
                 logits = self.forward(x)
                 loss = F.cross_entropy(logits.float(), labels)
@@ -250,8 +315,9 @@ class Trainer:
         to right with ``flipped``), with the BatchNorm statistics it has."""
         model.eval()
         logits = []
-        for start in range(0, len(self.test_labels), self.config.batch_size):
-            images = self.test_images[start : start + self.config.batch_size]
+        count, size = len(self.test.labels), self.config.batch_size
+        in_order = (np.arange(start, min(start + size, count)) for start in range(0, count, size))
+        for images, _ in self.test.batches(in_order):
             with self._autocast():
                 logits.append(model(to_model_input(images.flip(-1) if flipped else images, self.config.image_size,
                                                    self.gpu)).float())
@@ -262,8 +328,8 @@ class Trainer:
         """Loss (with the L2 term) and accuracy on the whole test split, with
         the BatchNorm statistics ``model`` has."""
         logits = self.test_logits(model)
-        loss = F.cross_entropy(logits, self.test_labels).item()
-        accuracy = (logits.argmax(1) == self.test_labels).float().mean().item()
+        loss = F.cross_entropy(logits, self.test.labels).item()
+        accuracy = (logits.argmax(1) == self.test.labels).float().mean().item()
         return loss + l2_penalty(model, self.weight_decay).item(), accuracy
 
     @contextlib.contextmanager
@@ -282,10 +348,10 @@ class Trainer:
                 for own, live in zip(model.buffers(), self.model.buffers()):
                     own.copy_(live)
             else:
-                plan = epoch_plan(len(self.train_labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
+                plan = epoch_plan(len(self.train.labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
                                   self.epochs_done - 1)
-                batches = (training_batch(self.train_images, self.train_labels, plan, step, self.padding,
-                                          c.image_size, self.gpu)[0] for step in range(min(c.bn_batches, plan.steps)))
+                batches = (planned_batch(images, plan, step, self.padding, c.image_size, self.gpu) for step, (images, _)
+                           in enumerate(self.train.batches(plan.order[: c.bn_batches])))
                 with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
                     update_bn(batches, model)
             yield model
@@ -391,11 +457,14 @@ def process_group(place: distributed.Place, device: torch.device):
         dist.destroy_process_group()
 
 
-def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None) -> list[dict]:
+def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=True, device=None,
+        workers: int | None = None) -> list[dict]:
     """Train to ``config.epochs``, resuming from ``checkpoint`` when it exists;
     after every epoch, save the checkpoint (with the history), then call
     ``saved(history)``. Returns the history. ``earlier`` is the history of a
-    checkpoint from before checkpoints kept theirs.
+    checkpoint from before checkpoints kept theirs. A ``dataset`` of
+    ``data.ImageFiles`` is streamed, decoded by ``workers`` processes
+    (default: ``default_workers()``).
 
     On several processes (``distributed``) each one calls this; all of them
     read the checkpoint, train and evaluate, and the first one alone writes
@@ -403,7 +472,7 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
     place = distributed.place_for(config.framework, config.replicas)
     device = check_device(config, device)
     with process_group(place, device):
-        trainer = Trainer(dataset, config, device=device, progress=progress)
+        trainer = Trainer(dataset, config, device=device, progress=progress, workers=workers)
         if checkpoint and checkpoint.exists():
             # Onto the CPU: the RNG states are taken only as CPU tensors, and
             # load_state_dict moves the rest to the trainer's device.

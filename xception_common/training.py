@@ -8,19 +8,39 @@ from the command line.
 
 import importlib
 import json
+import os
 from pathlib import Path
 
 from . import distributed, runs
 from .runs import CHECKPOINTS, TrainConfig, check_run_dir
 
+STREAM_ABOVE = 0.25  # "auto" streams data whose decoded images would take more of the memory than this
+
 
 def load_data(config: TrainConfig):
-    """The data set of ``config``, at its own size when its images share one
-    (the pipelines resize each batch), else resized to ``image_size``."""
+    """The data set of ``config``: a ``data.Dataset`` in memory, at its own
+    size when its images share one (the pipelines resize each batch), else
+    resized to ``image_size``; or, when it ``streams``, its ``data.ImageFiles``."""
     from . import data
 
     data.check_source(config.data)
+    if config.data_loading != "memory" and config.data not in data.BUILT_IN:
+        files = data.list_images(config.data, subset=config.subset)
+        if streams(config, data.decoded_bytes(files)):
+            return files
     return data.load(config.data, subset=config.subset, resize_mixed_to=config.image_size)
+
+
+def streams(config: TrainConfig, decoded_bytes: int, memory_bytes: int | None = None) -> bool:
+    """Whether a run streams its folder or zip of images: with
+    ``data_loading`` "stream", or with "auto" for PyTorch when the decoded
+    images would take more than ``STREAM_ABOVE`` of this machine's memory
+    (``memory_bytes``, by default its physical memory)."""
+    if config.data_loading != "auto":
+        return config.data_loading == "stream"
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return config.framework == "torch" and decoded_bytes > STREAM_ABOVE * memory_bytes
 
 
 def check_device(config: TrainConfig, device=None):
@@ -33,11 +53,12 @@ def check_device(config: TrainConfig, device=None):
 
 
 def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, progress: bool = True,
-          device=None) -> list[dict]:
+          device=None, workers: int | None = None) -> list[dict]:
     """Run (or continue) a training run and return its history.
 
-    ``dataset`` is a ``data.Dataset`` already loaded; by default it is loaded
-    from ``config.data``. With ``out=None`` nothing is written. The framework's
+    ``dataset`` is a ``data.Dataset`` already loaded (or ``data.ImageFiles``
+    to stream); by default ``load_data`` loads it from ``config.data``. A
+    streamed run decodes its images in ``workers`` processes. With ``out=None`` nothing is written. The framework's
     ``fit`` keeps the history in its checkpoint and reports it after each save.
     On several PyTorch processes (``config.replicas``, started by torchrun),
     each one calls this, and the first one alone checks and writes ``out``.
@@ -63,6 +84,7 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     earlier = []  # checkpoints of earlier versions of this package kept no history
     if out is not None and resume and (out / "history.json").exists():
         earlier = json.loads((out / "history.json").read_text())
-    history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device)
+    options = {"workers": workers} if workers is not None else {}
+    history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device, **options)
     saved(history)  # also when a resumed run had nothing left to do
     return history

@@ -1,0 +1,152 @@
+"""Image folders larger than memory: streamed through DataLoader workers,
+batch for batch as if loaded whole, with memory that does not grow with them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xception_common import data, train_torch
+from xception_common.epoch_plan import crop_padding, epoch_plan
+from xception_common.runs import TrainConfig
+from xception_common.train import main
+from xception_common.training import load_data, streams, train
+
+
+def write_jpegs(root, sizes, per_class, classes=("cat", "dog", "eel"), seed=0):
+    """JPEG files in train/<class>/ and test/<class>/, each of one of
+    ``sizes`` (width, height) in turn: smooth colour ramps with a little
+    noise, so that each is different and compresses well."""
+    rng = np.random.default_rng(seed)
+    index = 0
+    for split, count in (("train", per_class), ("test", max(1, per_class // 4))):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                width, height = sizes[index % len(sizes)]
+                ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+                image = np.broadcast_to(ramp, (height, width, 3)).copy()
+                image[..., label] = 255 - image[..., label]  # the class's cue
+                image += rng.normal(0, 8, (1, 1, 3))
+                Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"{i:04d}.jpg", quality=90)
+                index += 1
+    return root
+
+
+def without_seconds(history):
+    return [{key: value for key, value in record.items() if key != "seconds"} for record in history]
+
+
+@pytest.fixture(scope="module")
+def mixed_sizes(tmp_path_factory):
+    """Images of three sizes: loading them whole resizes each to the image
+    size, as streaming does, so the two must give the same batches."""
+    return write_jpegs(tmp_path_factory.mktemp("mixed") / "data", [(96, 64), (80, 80), (60, 90)], per_class=8)
+
+
+def test_streamed_batches_are_the_in_memory_batches_of_the_same_plan(mixed_sizes):
+    config = TrainConfig("torch", str(mixed_sizes), 1, image_size=71, batch_size=6)
+    whole, files = data.load(config.data, resize_mixed_to=71), data.list_images(config.data)
+    assert whole.x_train.shape == (24, 71, 71, 3) and len(files.train) == 24
+    np.testing.assert_array_equal(files.y_train, whole.y_train)
+    device = torch.device("cpu")
+    in_memory = train_torch.ImagesInMemory(whole.x_train, whole.y_train, device)
+    streamed = train_torch.StreamedImages(files, "train", 71, device, workers=2)
+    plan = epoch_plan(24, 6, crop_padding(71), True, seed=0, epoch=0)
+    pairs = list(zip(in_memory.batches(plan.order), streamed.batches(plan.order), strict=True))
+    assert len(pairs) == plan.steps == 4
+    for step, ((images, labels), (streamed_images, streamed_labels)) in enumerate(pairs):
+        assert torch.equal(streamed_images, images) and torch.equal(streamed_labels, labels)
+        assert torch.equal(labels, torch.from_numpy(whole.y_train[plan.order[step]]))
+        assert torch.equal(train_torch.planned_batch(streamed_images, plan, step, 9, 71, False),
+                           train_torch.planned_batch(images, plan, step, 9, 71, False))
+
+
+def test_a_streamed_run_trains_as_the_run_loaded_whole(mixed_sizes, tmp_path):
+    histories = {}
+    for loading in ("memory", "stream"):
+        config = TrainConfig("torch", str(mixed_sizes), 2, image_size=71, batch_size=6, bn_batches=2,
+                             data_loading=loading)
+        histories[loading] = train(config, tmp_path / loading, progress=False, workers=2)
+    assert without_seconds(histories["stream"]) == without_seconds(histories["memory"])
+    assert json.loads((tmp_path / "stream" / "config.json").read_text())["data_loading"] == "stream"
+
+
+def test_auto_streams_what_would_take_over_a_quarter_of_the_memory(mixed_sizes):
+    torch_auto, keras_auto = (TrainConfig(framework, "data", 1) for framework in ("torch", "keras"))
+    assert streams(torch_auto, decoded_bytes=2_000, memory_bytes=4_000)
+    assert not streams(torch_auto, decoded_bytes=1_000, memory_bytes=4_000)
+    assert not streams(keras_auto, decoded_bytes=2_000, memory_bytes=4_000)  # Keras loads whole
+    assert streams(TrainConfig("torch", "data", 1, data_loading="stream"), 1, 4_000)
+    assert not streams(TrainConfig("torch", "data", 1, data_loading="memory"), 2_000, 4_000)
+    # The first image (96×64) stands for all 24 + 6 of them.
+    assert data.decoded_bytes(data.list_images(mixed_sizes)) == 30 * 96 * 64 * 3
+    assert isinstance(load_data(TrainConfig("torch", str(mixed_sizes), 1, data_loading="stream")), data.ImageFiles)
+    assert isinstance(load_data(TrainConfig("torch", str(mixed_sizes), 1)), data.Dataset)  # 553 KB: memory
+
+
+PEAK = """
+import resource, sys
+from xception_common.train import main
+code = main(sys.argv[1:])
+peaks = (resource.getrusage(who).ru_maxrss * 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(*peaks)
+sys.exit(code)
+"""
+
+
+def peak_memory(folder, out) -> tuple[int, int]:
+    """Peak resident bytes of a streamed one-epoch run on ``folder``: of the
+    training process, and of the largest of its decoding workers."""
+    command = [sys.executable, "-c", PEAK, "--framework", "torch", "--data", str(folder), "--epochs", "1",
+               "--image-size", "71", "--batch-size", "16", "--bn-batches", "1", "--data-loading", "stream",
+               "--workers", "2", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env=os.environ | {"OMP_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    trainer, worker = map(int, done.stdout.strip().splitlines()[-1].split())
+    return trainer, worker
+
+
+def test_a_streamed_run_holds_no_more_for_images_that_take_gigabytes(tmp_path):
+    # 240 JPEGs of 2000×1500 pixels, 2.16 GB decoded, which loading them
+    # whole would hold at once, against as many of 64×48 pixels (2.2 MB).
+    large = write_jpegs(tmp_path / "large", [(2000, 1500)], per_class=64)
+    small = write_jpegs(tmp_path / "small", [(64, 48)], per_class=64)
+    decoded = data.decoded_bytes(data.list_images(large))
+    assert decoded == 240 * 2000 * 1500 * 3
+    peaks = {name: peak_memory(folder, tmp_path / f"run-{name}") for name, folder in (("large", large),
+                                                                                       ("small", small))}
+    print(f"decoded {decoded / 1e9:.2f} GB; peak resident (trainer, largest worker): "
+          + "; ".join(f"{name} images {t / 1e9:.2f}, {w / 1e9:.2f} GB" for name, (t, w) in peaks.items()))
+    # What the large images add: a few batches in flight, each decoded one
+    # image at a time (18 MB at full size) before it is resized to 71 px.
+    for large_peak, small_peak in zip(peaks["large"], peaks["small"]):
+        assert large_peak - small_peak < decoded / 4
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--framework", "keras", "--data-loading", "stream"], "data_loading 'stream' is for the torch framework"),
+    (["--framework", "keras", "--workers", "2"], "--workers is a whole number >= 0 for the torch framework"),
+    (["--framework", "torch", "--workers", "-1"], "--workers is a whole number >= 0 for the torch framework"),
+])
+def test_impossible_streaming_options_exit_2_and_write_nothing(options, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*options, "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_built_in_data_is_never_streamed():
+    with pytest.raises(data.DataError, match="only a folder or .zip of images is read one by one"):
+        data.list_images("digits")
+    with pytest.raises(ValueError, match="digits is loaded whole"):
+        TrainConfig("torch", "digits", 1, data_loading="stream").check()
