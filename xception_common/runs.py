@@ -133,8 +133,6 @@ class TrainConfig:
                              "for Keras, with N > 1); one replica normalises over the whole batch already")
         if self.data_loading not in DATA_LOADINGS:
             raise ValueError(f"data_loading must be one of {', '.join(DATA_LOADINGS)}, got {self.data_loading!r}")
-        if self.data_loading == "stream" and self.framework != "torch":
-            raise ValueError("data_loading 'stream' is for the torch framework; Keras loads its data into memory")
         if self.data_loading == "stream" and self.data in BUILT_IN:
             raise ValueError(f"{self.data} is loaded whole; data_loading 'stream' reads a folder or .zip of images")
         if self.precision not in PRECISIONS:

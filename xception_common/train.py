@@ -47,8 +47,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"the global batch, split evenly over the replicas (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--data-loading", choices=DATA_LOADINGS, default="auto",
-                        help="a folder or .zip of images: memory (decode all first), stream (PyTorch: decode each "
-                        "batch in worker processes as training needs it) or auto (default: stream when the decoded "
+                        help="a folder or .zip of images: memory (decode all first), stream (decode each batch as "
+                        "training needs it: in DataLoader worker processes for PyTorch, on tf.data's threads for "
+                        "Keras) or auto (default: stream when the decoded "
                         "images would take more than a quarter of this machine's memory)")
     parser.add_argument("--workers", type=int,
                         help="PyTorch, streamed data: processes that decode images (default: the cores but one, "

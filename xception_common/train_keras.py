@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from . import recipe  # noqa: E402
+from . import data, recipe  # noqa: E402
 from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .runs import PREDICTIONS, RECORD_KEYS, atomic_write, write_predictions  # noqa: E402
@@ -90,35 +90,88 @@ def augment(images, rows, cols, flips, padding: int):
     return tf.where(flips[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
 
 
+class ImageFileBatches:
+    """A split's image files, read by index inside a ``tf.data`` pipeline:
+    each batch's files decoded and resized to ``size`` as ``data.load`` does
+    (PIL, in ``tf.numpy_function``), several batches at once on tf.data's
+    threads, so memory holds only the batches in flight."""
+
+    def __init__(self, files: data.ImageFiles, split: str, size: int):
+        self.reader = data.ImageReader(files.source)
+        self.paths = files.train if split == "train" else files.test
+        self.size = size
+
+    def __call__(self, indices):
+        """The uint8 NHWC images at ``indices`` (a tensor)."""
+        images = tf.numpy_function(self.read, [indices], tf.uint8, stateful=False)
+        images.set_shape([None, self.size, self.size, 3])
+        return images
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        return np.stack([self.reader.read(self.paths[index], self.size) for index in indices])
+
+
+def split_images(dataset, split: str, image_size: int):
+    """What a split's batches are gathered from, and its labels: for a
+    ``data.Dataset``, its uint8 images in memory; for ``data.ImageFiles``,
+    an ``ImageFileBatches`` that reads them as they are needed."""
+    if isinstance(dataset, data.ImageFiles):
+        return ImageFileBatches(dataset, split, image_size), (dataset.y_train if split == "train" else dataset.y_test)
+    return (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+
+
+def padding_of(dataset, image_size: int) -> int:
+    """The crop padding of a data set's training images: at their own size in
+    memory, at ``image_size`` when streamed (resized as they are read)."""
+    return crop_padding(image_size if isinstance(dataset, data.ImageFiles) else dataset.x_train.shape[1])
+
+
+def gather_from(images):
+    """A function from a vector of indices to those uint8 NHWC images."""
+    if callable(images):  # an ImageFileBatches
+        return images
+    images = tf.constant(images)
+    return lambda indices: tf.gather(images, indices)
+
+
 def training_batches(images, labels, plans, padding: int, image_size: int) -> tf.data.Dataset:
     """The batches of ``plans`` (epoch plans, one after another) over uint8
-    NHWC ``images``: augmented, resized to ``image_size`` and scaled, with their
-    labels. The trainer and the benchmark both read their batches from here."""
+    NHWC ``images`` (an array, or an ``ImageFileBatches``): augmented, resized
+    to ``image_size`` and scaled, with their labels, several made at once in
+    the order of the plans. The trainer and the benchmark both read their
+    batches from here."""
     columns = [np.concatenate([getattr(p, name) for p in plans]) for name in ("order", "rows", "cols", "flips")]
-    images, labels = tf.constant(images), tf.constant(labels)
+    gather, labels = gather_from(images), tf.constant(labels)
 
     def batch(order, rows, cols, flips):
-        crops = augment(tf.gather(images, order), rows, cols, flips, padding)
+        crops = augment(gather(order), rows, cols, flips, padding)
         return to_model_input(crops, image_size), tf.gather(labels, order)
 
-    return tf.data.Dataset.from_tensor_slices(tuple(columns)).map(batch).prefetch(tf.data.AUTOTUNE)
+    return (tf.data.Dataset.from_tensor_slices(tuple(columns))
+            .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def train_dataset(dataset, config, first_epoch: int) -> tf.data.Dataset:
     """Every remaining epoch's batches, in the order the plan gives them."""
-    padding = crop_padding(dataset.x_train.shape[1])
+    padding = padding_of(dataset, config.image_size)
     plans = [
         epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
         for epoch in range(first_epoch, config.epochs)
     ]
-    return training_batches(dataset.x_train, dataset.y_train, plans, padding, config.image_size)
+    return training_batches(*split_images(dataset, "train", config.image_size), plans, padding, config.image_size)
 
 
 def test_dataset(dataset, config) -> tf.data.Dataset:
+    """The test split in order, in batches of ``batch_size`` (the last one
+    shorter), resized and scaled, with its labels."""
+    images, labels = split_images(dataset, "test", config.image_size)
+    gather, labels = gather_from(images), tf.constant(labels)
     return (
-        tf.data.Dataset.from_tensor_slices((dataset.x_test, dataset.y_test))
+        tf.data.Dataset.range(len(dataset.y_test))
         .batch(config.batch_size)
-        .map(lambda x, y: (to_model_input(x, config.image_size), y))
+        .map(lambda indices: (to_model_input(gather(indices), config.image_size), tf.gather(labels, indices)),
+             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -254,9 +307,10 @@ class EvaluateWithOwnStatistics(keras.callbacks.Callback):
 
 def statistics_batches(dataset, config, epoch: int):
     """The model inputs of the first ``bn_batches`` training batches of ``epoch``."""
-    padding = crop_padding(dataset.x_train.shape[1])
+    padding = padding_of(dataset, config.image_size)
     plan = epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
-    batches = training_batches(dataset.x_train, dataset.y_train, [plan], padding, config.image_size)
+    batches = training_batches(*split_images(dataset, "train", config.image_size), [plan], padding,
+                               config.image_size)
     return (x for x, _ in batches.take(config.bn_batches))
 
 

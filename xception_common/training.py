@@ -33,14 +33,14 @@ def load_data(config: TrainConfig):
 
 def streams(config: TrainConfig, decoded_bytes: int, memory_bytes: int | None = None) -> bool:
     """Whether a run streams its folder or zip of images: with
-    ``data_loading`` "stream", or with "auto" for PyTorch when the decoded
-    images would take more than ``STREAM_ABOVE`` of this machine's memory
-    (``memory_bytes``, by default its physical memory)."""
+    ``data_loading`` "stream", or with "auto" when the decoded images would
+    take more than ``STREAM_ABOVE`` of this machine's memory (``memory_bytes``,
+    by default its physical memory)."""
     if config.data_loading != "auto":
         return config.data_loading == "stream"
     if memory_bytes is None:
         memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return config.framework == "torch" and decoded_bytes > STREAM_ABOVE * memory_bytes
+    return decoded_bytes > STREAM_ABOVE * memory_bytes
 
 
 def check_device(config: TrainConfig, device=None):
