@@ -3,9 +3,12 @@
 Keras' own pieces do the work: ``SGD(use_ema=True)`` keeps the Polyak
 average, ``ExponentialDecay(staircase=True)`` the schedule, kernel
 regularizers the weight decay, ``model.save`` the model with its optimizer,
-and ``fit`` shows its progress bar. A ``tf.data`` pipeline applies the shared
-epoch plan (``epoch_plan``) on the fly. The checkpoint is the ``.keras`` file
-with the run's history added to it as one more member, ``history.json``.
+and ``fit`` shows its progress bar; on several replicas, a
+``tf.distribute.MirroredStrategy`` splits each batch over them and averages
+their gradients (``distributed``). A ``tf.data`` pipeline applies the shared
+epoch plan (``epoch_plan``) on the fly, to images in memory or to files it
+decodes as it goes. The checkpoint is the ``.keras`` file with the run's
+history added to it as one more member, ``history.json``.
 """
 
 import contextlib

@@ -1,9 +1,13 @@
 """Training the PyTorch Xception with the paper's recipe, or the CIFAR one.
 
-The data stay on the device as uint8 tensors; each batch is gathered, cropped,
-flipped, resized and scaled there, so no loader runs beside the GPU. The model
-runs in the config's precision (autocast, with gradient scaling for float16)
-and, on a GPU, with channels-last memory.
+Data that fit in memory stay on the device as uint8 tensors; each batch is
+gathered, cropped, flipped, resized and scaled there, so no loader runs beside
+the GPU. Data too large for that are streamed: ``DataLoader`` worker processes
+decode and resize each batch's files, and the device crops, flips and scales
+them the same way. The model runs in the config's precision (autocast, with
+gradient scaling for float16) and, on a GPU, with channels-last memory; on
+several processes under torchrun, through ``DistributedDataParallel``
+(``distributed`` says how they share the work).
 """
 
 import contextlib
