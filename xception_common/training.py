@@ -58,8 +58,9 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
 
     ``dataset`` is a ``data.Dataset`` already loaded (or ``data.ImageFiles``
     to stream); by default ``load_data`` loads it from ``config.data``. A
-    streamed run decodes its images in ``workers`` processes. With ``out=None`` nothing is written. The framework's
-    ``fit`` keeps the history in its checkpoint and reports it after each save.
+    streamed PyTorch run decodes its images in ``workers`` processes. With
+    ``out=None`` nothing is written. The framework's ``fit`` keeps the history
+    in its checkpoint and reports it after each save.
     On several PyTorch processes (``config.replicas``, started by torchrun),
     each one calls this, and the first one alone checks and writes ``out``.
     """
