@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xception_common.data import CIFAR10_CLASSES, DataError, check_source, load
+from xception_common.data import CIFAR10_CLASSES, DataError, ImageReader, check_source, load
 
 # Class folders are created out of order; files too, to check that both get sorted.
 FILES = {
@@ -247,6 +247,20 @@ def test_corrupt_image_names_the_file(tmp_path, as_zip):
     check_source(str(source))  # listing only: the damage shows when decoding
     with pytest.raises(DataError, match=r"cannot read image test/zebra/y.png \(.*\); remove or"):
         load(str(source))
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_a_streamed_image_that_is_not_an_image_names_the_file(tmp_path, as_zip):
+    root = write_images(tmp_path / "data")
+    (root / "test" / "zebra" / "y.png").write_bytes(b"broken")
+    source = str(zip_folder(root, tmp_path / "data.zip") if as_zip else root)
+    reader = ImageReader(source)
+    assert reader.read("test/zebra/x.png", 8).shape == (8, 8, 3)
+    message = r"cannot read image test/zebra/y.png \(UnidentifiedImageError: .*\); remove or replace"
+    with pytest.raises(DataError, match=message):
+        reader.read("test/zebra/y.png", 8)
+    with pytest.raises(DataError, match=message):
+        reader.first_size("test/zebra/y.png")
 
 
 def test_a_zip_is_opened_once_and_closed_when_loading_ends(tmp_path, monkeypatch):

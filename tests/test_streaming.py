@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from xception_common import data, train_torch
-from xception_common.epoch_plan import crop_padding, epoch_plan
+from xception_common.epoch_plan import crop_padding, epoch_plan, padding_of
 from xception_common.runs import TrainConfig
 from xception_common.train import main
 from xception_common.training import load_data, streams, train
@@ -67,6 +67,14 @@ def test_streamed_batches_are_the_in_memory_batches_of_the_same_plan(mixed_sizes
         assert torch.equal(labels, torch.from_numpy(whole.y_train[plan.order[step]]))
         assert torch.equal(train_torch.planned_batch(streamed_images, plan, step, 9, 71, False),
                            train_torch.planned_batch(images, plan, step, 9, 71, False))
+
+
+def test_streamed_images_are_padded_for_the_size_they_are_read_at(mixed_sizes):
+    # In memory, images keep their own size until the crop: 96 px pads by 12.
+    assert padding_of(data.load(str(mixed_sizes), resize_mixed_to=96), image_size=299) == 96 // 8
+    # Streamed, they are resized to the image size as they are read.
+    assert padding_of(data.list_images(str(mixed_sizes)), image_size=299) == 299 // 8
+    assert padding_of(data.load("digits"), image_size=71) == 1  # 8 px: at least one pixel
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

@@ -353,16 +353,23 @@ def _load_image_folders(source, subset, resize_to, resize_mixed_to):
     )
 
 
-def _decode(source, path, read_bytes):
-    """The RGB image whose bytes ``read_bytes()`` gives; DataError naming
-    ``path`` when it cannot be read or decoded."""
+@contextmanager
+def _opened(source, path, read_bytes):
+    """The PIL image whose bytes ``read_bytes()`` gives, open for the block;
+    DataError naming ``path`` when it cannot be read or decoded."""
     try:
         with Image.open(io.BytesIO(read_bytes())) as image:
-            return image.convert("RGB")
+            yield image
     except _UNREADABLE as error:
         raise DataError(
             f"{source}: cannot read image {path} ({type(error).__name__}: {error}); remove or replace the file"
         ) from error
+
+
+def _decode(source, path, read_bytes):
+    """The RGB image whose bytes ``read_bytes()`` gives (see ``_opened``)."""
+    with _opened(source, path, read_bytes) as image:
+        return image.convert("RGB")
 
 
 # What PIL and zipfile raise on a damaged, truncated, encrypted or oversized file.
@@ -471,11 +478,8 @@ class ImageReader:
 
     def first_size(self, path: str) -> tuple[int, int]:
         """Width and height of the image at ``path``, from its header alone."""
-        try:
-            with Image.open(io.BytesIO(self._bytes(path))) as image:
-                return image.size
-        except _UNREADABLE as error:
-            raise DataError(f"{self.source}: cannot read image {path} ({type(error).__name__}: {error})") from error
+        with _opened(self.source, path, lambda: self._bytes(path)) as image:
+            return image.size
 
     def _bytes(self, path: str) -> bytes:
         if os.path.isdir(self.source):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import distributed
+from . import data, distributed
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ def crop_padding(native_size: int) -> int:
     """Pixels of zero padding before the random crop: 4 for CIFAR's 32×32,
     1 for the 8×8 digits."""
     return max(1, native_size // 8)
+
+
+def padding_of(dataset, image_size: int) -> int:
+    """The crop padding of a data set's training images: at their own size
+    when they are held in memory, at ``image_size`` when streamed
+    (``data.ImageFiles``: resized as they are read)."""
+    return crop_padding(image_size if isinstance(dataset, data.ImageFiles) else dataset.x_train.shape[1])
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:

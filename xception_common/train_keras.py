@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import data, recipe  # noqa: E402
-from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch  # noqa: E402
+from .epoch_plan import epoch_plan, padding_of, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .runs import PREDICTIONS, RECORD_KEYS, atomic_write, write_predictions  # noqa: E402
 from .seeding import seed_all  # noqa: E402
@@ -121,12 +121,6 @@ def split_images(dataset, split: str, image_size: int):
     if isinstance(dataset, data.ImageFiles):
         return ImageFileBatches(dataset, split, image_size), (dataset.y_train if split == "train" else dataset.y_test)
     return (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
-
-
-def padding_of(dataset, image_size: int) -> int:
-    """The crop padding of a data set's training images: at their own size in
-    memory, at ``image_size`` when streamed (resized as they are read)."""
-    return crop_padding(image_size if isinstance(dataset, data.ImageFiles) else dataset.x_train.shape[1])
 
 
 def gather_from(images):
@@ -273,39 +267,47 @@ class EvaluateWithOwnStatistics(keras.callbacks.Callback):
     weights (``val_loss``, ``val_accuracy``) and the accuracy of the
     optimizer's Polyak averages (``val_accuracy_ema``), each evaluated with
     BatchNorm statistics of its own: averaged over ``statistics_batches(epoch)``
-    in training mode (``recompute_statistics``). The moving statistics are put
-    back after, so training and its checkpoint are as without the evaluation.
-    With ``bn_batches`` 0, both use the trained model's moving statistics.
-
-    Keras' ``SwapEMAWeights`` swaps the averages in and the trained weights
-    back (it finds them in a LossScaleOptimizer's inner optimizer too), also
-    when the evaluation fails. It is not one of fit's callbacks: there it would
-    swap them in for every evaluation."""
+    in training mode (``recompute_statistics``). The trained weights and
+    moving statistics are put back after (``trained_state_put_back``), so
+    training and its checkpoint are as without the evaluation. With
+    ``bn_batches`` 0, both use the trained model's moving statistics."""
 
     def __init__(self, test_data, statistics_batches, bn_batches: int):
         super().__init__()
         self.test_data, self.statistics_batches, self.bn_batches = test_data, statistics_batches, bn_batches
-        self.swap = keras.callbacks.SwapEMAWeights()
 
     def on_epoch_end(self, epoch, logs=None):
-        kept = [variable.numpy() for variable in moving_statistics(self.model)]
-        self.swap.set_model(self.model)
-        try:
+        with trained_state_put_back(self.model) as swap:
             logs["val_loss"], logs["val_accuracy"] = self.evaluate(epoch)
-            self.swap.on_test_begin()
-            try:
-                logs["val_accuracy_ema"] = self.evaluate(epoch)[1]
-            finally:
-                self.swap.on_test_end()  # swaps back unless it has already
-        finally:
-            for variable, value in zip(moving_statistics(self.model), kept):
-                variable.assign(value)
+            swap.on_test_begin()
+            logs["val_accuracy_ema"] = self.evaluate(epoch)[1]
 
     def evaluate(self, epoch) -> tuple[float, float]:
         if self.bn_batches:
             recompute_statistics(self.model, self.statistics_batches(epoch))
         result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
         return result["loss"], result["accuracy"]
+
+
+@contextlib.contextmanager
+def trained_state_put_back(model):
+    """Within the block, ``model`` may have its averaged weights swapped in
+    (the ``SwapEMAWeights`` it yields: ``.on_test_begin()``) and its moving
+    statistics recomputed; after it, also when it fails, the trained weights
+    and moving statistics are back.
+
+    Keras' ``SwapEMAWeights`` finds the averages in a LossScaleOptimizer's
+    inner optimizer too. It is not one of fit's callbacks: there it would
+    swap them in for every evaluation."""
+    kept = [variable.numpy() for variable in moving_statistics(model)]
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    try:
+        yield swap
+    finally:
+        swap.on_test_end()  # swaps back unless it has not swapped
+        for variable, value in zip(moving_statistics(model), kept):
+            variable.assign(value)
 
 
 def statistics_batches(dataset, config, epoch: int):
@@ -357,11 +359,8 @@ def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
     put back after."""
     test = test_dataset(dataset, config)
     views = {"": test.map(images_only), "_flipped": test.map(mirrored_images)}
-    kept = [variable.numpy() for variable in moving_statistics(model)]
-    swap = keras.callbacks.SwapEMAWeights()
-    swap.set_model(model)
     probabilities = {}
-    try:
+    with trained_state_put_back(model) as swap:
         for name in ("live", "averaged"):
             if name == "averaged":
                 swap.on_test_begin()
@@ -370,10 +369,6 @@ def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
             for suffix, images in views.items():
                 logits = keras.ops.cast(model.predict(images, verbose=0), "float32")
                 probabilities[name + suffix] = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
-    finally:
-        swap.on_test_end()  # swaps back unless it has not swapped
-        for variable, value in zip(moving_statistics(model), kept):
-            variable.assign(value)
     return probabilities
 
 

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from . import data, distributed, recipe
-from .epoch_plan import crop_padding, epoch_plan, steps_per_epoch
+from .epoch_plan import epoch_plan, padding_of, steps_per_epoch
 from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
 from .torch_xception import Xception
@@ -261,11 +261,10 @@ class Trainer:
             workers = default_workers() if workers is None else workers
             self.train = StreamedImages(dataset, "train", config.image_size, self.device, workers)
             self.test = StreamedImages(dataset, "test", config.image_size, self.device, workers)
-            self.padding = crop_padding(config.image_size)
         else:
             self.train = ImagesInMemory(dataset.x_train, dataset.y_train, self.device)
             self.test = ImagesInMemory(dataset.x_test, dataset.y_test, self.device)
-            self.padding = crop_padding(dataset.x_train.shape[1])
+        self.padding = padding_of(dataset, config.image_size)
         self.epochs_done = 0
         self.history = []  # one record per finished epoch
 
