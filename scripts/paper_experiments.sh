@@ -4,27 +4,18 @@
 #
 #   scripts/paper_experiments.sh DATA RESULTS [EPOCHS [TRAIN OPTIONS...]]
 #
-# DATA is anything `--data` takes; RESULTS receives log.txt and
-# <variant>-seed<N>.json, the history of each run. Checkpoints go to $RUNS
-# (default RESULTS/runs); run again, the script resumes the runs there.
-# Environment: VARIANTS (default "xception no-residual relu elu segments-2
-# segments-4 segments-8"), SEEDS (default "0 1 2"), RUN_TIMEOUT: seconds per
-# run (default none; a run cut short keeps the epochs it finished), PYTHON
-# (default python3). TRAIN OPTIONS (image size, batch size, ...) apply to
+# DATA is anything `--data` takes; RESULTS receives log.txt and, for each
+# finished run, <variant>-seed<N>.json and .npz, the result files notebook 06
+# reads. A run cut short by RUN_TIMEOUT keeps its checkpoint but makes no
+# result file, since the notebook compares runs of equal length: run again to
+# finish it. Environment (and scripts/common.sh's): VARIANTS (default
+# "xception no-residual relu elu segments-2 segments-4 segments-8"), SEEDS
+# (default "0 1 2"). TRAIN OPTIONS (image size, batch size, ...) apply to
 # every run. Exits 1 if any run failed.
 set -uo pipefail
-
-if [ $# -lt 2 ]; then
-    sed -n '5,15p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-fi
-data=$1 results=$2 epochs=${3:-10}
-shift $(($# < 3 ? $# : 3))
-runs=${RUNS:-$results/runs}
-mkdir -p "$results" "$runs"
-exec > >(tee -a "$results/log.txt") 2>&1
-export PYTHONUNBUFFERED=1 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
-python=${PYTHON:-python3}
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
+[ $# -lt 2 ] && usage
 
 variant_options() {
     case $1 in
@@ -36,26 +27,24 @@ variant_options() {
     esac
 }
 
+variants=${VARIANTS-xception no-residual relu elu segments-2 segments-4 segments-8}
+for variant in $variants; do
+    variant_options "$variant" > /dev/null || exit 2
+done
+begin "$1" "$2"
+epochs=${3:-10}
+shift $(($# < 3 ? $# : 3))
+
 names=() pids=()
-for variant in ${VARIANTS-xception no-residual relu elu segments-2 segments-4 segments-8}; do
-    options=$(variant_options "$variant") || exit 2
+for variant in $variants; do
     for seed in ${SEEDS-0 1 2}; do
-        name=$variant-seed$seed out=$runs/$variant-seed$seed
-        resume=()
-        [ -e "$out/config.json" ] && resume=(--resume)
-        # shellcheck disable=SC2086  # the variant's options are words
-        timeout "${RUN_TIMEOUT:-0}" "$python" -m xception_common.train --framework torch --data "$data" \
-            --epochs "$epochs" --seed "$seed" $options --out "$out" "${resume[@]}" "$@" 2> "$out.progress" &
-        names+=("$name") pids+=($!)
+        # shellcheck disable=SC2046  # the variant's options are words
+        train_run "$variant-seed$seed" --epochs "$epochs" --seed "$seed" $(variant_options "$variant") "$@" &
+        names+=("$variant-seed$seed") pids+=($!)
     done
 done
-
-failed=0
-# shellcheck source=scripts/report_run.sh
-source "$(dirname "$0")/report_run.sh"
 for i in "${!pids[@]}"; do
     wait "${pids[$i]}"
-    name=${names[$i]}
-    report_run "$name" $? "$runs/$name.progress" "$runs/$name/history.json" "$results/$name.json"
+    finish_run "${names[$i]}" $? finished
 done
 exit "$failed"

@@ -579,8 +579,11 @@ def test_gpu_results_script_keeps_each_runs_history_and_resumes(image_folder, tm
     for epochs in (1, 2):  # run again with more epochs: it resumes
         done = run_gpu_results([image_folder, results, epochs, "--batch-size", "2"], tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert [r["epoch"] for r in json.loads((results / "torch-71px.json").read_text())] == list(range(epochs))
-    assert (results / "log.txt").read_text().count("torch 71px: exit 0") == 2
+        result = results_module.load(results / "torch-71px.json")  # a result file, as notebook 04 reads
+        assert [r["epoch"] for r in result["history"]] == list(range(epochs))
+        assert result["run"]["command"].endswith(f"--epochs {epochs} --image-size 71 --batch-size 128 --batch-size 2")
+        assert results_module.load_predictions(results / "torch-71px.json")["labels"].shape == (4,)
+    assert (results / "log.txt").read_text().count("torch-71px: exit 0") == 2
     assert (tmp_path / "runs" / "torch-71px" / "checkpoint.pt").exists()
 
 
@@ -588,8 +591,9 @@ def test_gpu_results_script_reports_a_failed_run(image_folder, tmp_path):
     done = run_gpu_results([image_folder, tmp_path / "results"], tmp_path, SIZES="70 71", RUN_TIMEOUT="1")
     assert done.returncode == 1
     log = (tmp_path / "results" / "log.txt").read_text()
-    assert "torch 70px: exit 2" in log and "image size must be at least 71" in log
-    assert "torch 71px: exit 124" in log  # cut short as asked: not a failure by itself
+    assert "torch-70px: exit 2" in log and "image size must be at least 71" in log
+    assert "torch-71px: exit 124" in log  # cut short as asked: not a failure by itself
+    assert not list((tmp_path / "results").glob("*.json"))  # neither finished an epoch
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
@@ -678,14 +682,15 @@ def test_paper_experiments_script_runs_every_variant_and_seed_at_once(image_fold
     for name in names:
         config = json.loads((tmp_path / "runs" / name / "config.json").read_text())
         assert (config["residual"], config["seed"]) == (name.startswith("xception"), int(name[-1]))
-        assert len(json.loads((results / f"{name}.json").read_text())) == 1
+        assert len(results_module.load(results / f"{name}.json")["history"]) == 1  # as notebook 06 reads
+        assert results_module.load_predictions(results / f"{name}.json")["labels"].shape == (4,)
     # A run made beside three others equals the same run made alone.
     alone = run_script("paper_experiments.sh", [image_folder, tmp_path / "alone", 1, *options], tmp_path,
                        VARIANTS="xception", SEEDS="0", RUNS=str(tmp_path / "alone-runs"))
     assert alone.returncode == 0, alone.stdout + alone.stderr
 
     def without_time(path):
-        return [{k: v for k, v in record.items() if k != "seconds"} for record in json.loads(path.read_text())]
+        return [{k: v for k, v in record.items() if k != "seconds"} for record in results_module.load(path)["history"]]
 
     assert without_time(tmp_path / "alone" / "xception-seed0.json") == without_time(results / "xception-seed0.json")
 
