@@ -1,8 +1,10 @@
-"""Train either Xception with the paper's recipe from the command line.
+"""Train either Xception with the paper's recipe, or the CIFAR one, from the command line.
 
     python -m xception_common.train --framework {keras,torch} --data {cifar10,digits,PATH}
-        --epochs N --image-size S --batch-size B [--subset N] [--seed N] [--precision P] [--compile-mode M]
-        [--replicas N] [--sync-batch-norm] [--data-loading L] [--workers N] --out DIR [--resume]
+        --epochs N --image-size S --batch-size B [--recipe {paper,cifar}] [--subset N] [--seed N]
+        [--ema-decay D] [--bn-batches N] [--precision P] [--compile-mode M] [--replicas N]
+        [--sync-batch-norm] [--data-loading L] [--workers N]
+        [--no-residual] [--intermediate-activation A] [--segment-size S] --out DIR [--resume]
     torchrun --nproc_per_node N -m xception_common.train --framework torch ...   (N processes, ``distributed``)
 
 DIR receives ``config.json`` (the options), the framework's checkpoint and
@@ -54,8 +56,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--workers", type=int,
                         help="PyTorch, streamed data: processes that decode images (default: the cores but one, "
                         "at most 8)")
-    parser.add_argument("--subset", type=int, help="use only the first N training and N test images")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, help="use only the first N training and N test images (from a "
+                        "folder or .zip, taken in turn from each class)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights, the batches' order and augmentation, and dropout "
+                        "(default 0)")
     parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY,
                         help=f"Polyak averaging rate (default {recipe.EMA_DECAY})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
