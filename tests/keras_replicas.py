@@ -7,7 +7,6 @@ process of its own:
 """
 
 import json
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,21 +21,24 @@ import numpy as np  # noqa: E402
 from conftest import tiny_dataset  # noqa: E402  (this script's folder, tests/, comes first on sys.path)
 
 from xception_common import train_keras  # noqa: E402
+from xception_common.epoch_plan import steps_per_epoch  # noqa: E402
 from xception_common.runs import TrainConfig  # noqa: E402
 from xception_common.training import train  # noqa: E402
 
 REPLICAS = 2
 
 
-def data_parallel_step(dataset, config) -> list[np.ndarray]:
-    """The trainable weights after one step of data-parallel SGD, computed by
-    its definition on one device: replica r takes the r-th of N equal slices
-    of the batch and normalises over its slice, every replica draws the same
-    dropout masks (Keras' replicas share their generator's state), and the
-    step follows the mean of their gradients."""
-    model = train_keras.build_model(dataset, replace(config, replicas=1), 1, gpu=False)
+def data_parallel_sgd(dataset, config) -> list[np.ndarray]:
+    """The trainable weights after ``config.epochs`` of data-parallel SGD,
+    computed by its definition on one device: replica r takes the r-th of N
+    equal slices of each batch and normalises over its slice, every replica
+    draws the same dropout masks (Keras' replicas share their generator's
+    state: SeedDropout sets it at each epoch's start, and it advances by one
+    a step), and each step follows the mean of their gradients."""
+    steps = steps_per_epoch(len(dataset.y_train), config.batch_size)  # the schedule counts them
+    model = train_keras.build_model(dataset, replace(config, replicas=1), steps, gpu=False)
     dropout = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    images, labels = next(iter(train_keras.train_dataset(dataset, replace(config, replicas=1), 0)))
+    batches = iter(train_keras.train_dataset(dataset, replace(config, replicas=1), 0))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function  # as Keras' own training step: eager execution rounds differently
@@ -45,14 +47,17 @@ def data_parallel_step(dataset, config) -> list[np.ndarray]:
             value = (loss(labels, model(images, training=True)) + tf.add_n(model.losses)) / REPLICAS
         return tape.gradient(value, model.trainable_variables)
 
-    share, total = config.batch_size // REPLICAS, None
-    for replica in range(REPLICAS):
-        for layer in dropout:  # the state SeedDropout gives epoch 0
-            layer.seed_generator.state.assign(np.array([config.seed, 0]))
-        rows = slice(replica * share, (replica + 1) * share)
-        part = gradients(images[rows], labels[rows])
-        total = part if total is None else [a + b for a, b in zip(total, part)]
-    model.optimizer.apply(total, model.trainable_variables)
+    share = config.batch_size // REPLICAS
+    for step in range(config.epochs * steps):
+        images, labels = next(batches)
+        total = None
+        for replica in range(REPLICAS):
+            for layer in dropout:
+                layer.seed_generator.state.assign(np.array([config.seed, step]))  # epoch × steps + step
+            rows = slice(replica * share, (replica + 1) * share)
+            part = gradients(images[rows], labels[rows])
+            total = part if total is None else [a + b for a, b in zip(total, part)]
+        model.optimizer.apply(total, model.trainable_variables)
     return [variable.numpy() for variable in model.trainable_variables]
 
 
@@ -74,27 +79,30 @@ def largest_difference(first, second, relative=False) -> float:
 
 
 def main(out: Path) -> dict:
-    dataset = tiny_dataset(n=8)  # one step an epoch
+    one_step = tiny_dataset(n=8)  # an epoch of one step: the replicas against one device
+    dataset = tiny_dataset(n=16)  # epochs of two steps: against data-parallel SGD, and resumed
     config = TrainConfig("keras", "tiny", 1, image_size=71, batch_size=8, bn_batches=2, replicas=REPLICAS)
 
-    def run(name, **changes):
-        return train(replace(config, **changes), out / name, resume=(out / name).exists(), dataset=dataset,
+    def run(name, data, **changes):
+        return train(replace(config, **changes), out / name, resume=(out / name).exists(), dataset=data,
                      progress=False)
 
-    run("one-device", replicas=1)
-    run("sync", sync_batch_norm=True)
-    run("split")
-    shutil.copytree(out / "split", out / "one-step")
-    resumed = run("split", epochs=2)
-    whole = run("whole", epochs=2)
-    one_step, one_device, sync = saved(out / "one-step"), saved(out / "one-device"), saved(out / "sync")
+    run("one-device", one_step, replicas=1)
+    run("sync", one_step, sync_batch_norm=True)
+    run("one-step", one_step)
+    run("split", dataset)
+    resumed = run("split", dataset, epochs=2)
+    whole = run("whole", dataset, epochs=2)
+    first, one_device, sync = saved(out / "one-step"), saved(out / "one-device"), saved(out / "sync")
     return {
         "config": json.loads((out / "whole" / "config.json").read_text()),
-        "from_data_parallel_sgd": largest_difference(trainable(one_step), data_parallel_step(dataset, config)),
-        "from_one_device": largest_difference(trainable(one_step), trainable(one_device)),
+        "from_data_parallel_sgd": largest_difference(trainable(first), data_parallel_sgd(one_step, config)),
+        "four_steps_from_data_parallel_sgd": largest_difference(trainable(saved(out / "whole")),
+                                                                data_parallel_sgd(dataset, replace(config, epochs=2))),
+        "from_one_device": largest_difference(trainable(first), trainable(one_device)),
         "sync_variance_from_one_device": largest_difference(moving_variances(sync), moving_variances(one_device),
                                                             relative=True),
-        "variance_from_one_device": largest_difference(moving_variances(one_step), moving_variances(one_device),
+        "variance_from_one_device": largest_difference(moving_variances(first), moving_variances(one_device),
                                                        relative=True),
         "synchronized": sorted({layer.synchronized for layer in sync.layers
                                 if isinstance(layer, keras.layers.BatchNormalization)}),

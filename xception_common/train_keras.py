@@ -277,9 +277,9 @@ class EvaluateWithOwnStatistics(keras.callbacks.Callback):
         self.test_data, self.statistics_batches, self.bn_batches = test_data, statistics_batches, bn_batches
 
     def on_epoch_end(self, epoch, logs=None):
-        with trained_state_put_back(self.model) as swap:
+        with trained_state_put_back(self.model) as use_averages:
             logs["val_loss"], logs["val_accuracy"] = self.evaluate(epoch)
-            swap.on_test_begin()
+            use_averages()
             logs["val_accuracy_ema"] = self.evaluate(epoch)[1]
 
     def evaluate(self, epoch) -> tuple[float, float]:
@@ -291,22 +291,21 @@ class EvaluateWithOwnStatistics(keras.callbacks.Callback):
 
 @contextlib.contextmanager
 def trained_state_put_back(model):
-    """Within the block, ``model`` may have its averaged weights swapped in
-    (the ``SwapEMAWeights`` it yields: ``.on_test_begin()``) and its moving
-    statistics recomputed; after it, also when it fails, the trained weights
-    and moving statistics are back.
+    """Within the block, ``model`` may have its averaged weights put in (call
+    the function it yields) and its moving statistics recomputed; after it,
+    also when it fails, the trained weights and moving statistics are back,
+    bit for bit, so that training goes on as without the block.
 
-    Keras' ``SwapEMAWeights`` finds the averages in a LossScaleOptimizer's
-    inner optimizer too. It is not one of fit's callbacks: there it would
-    swap them in for every evaluation."""
-    kept = [variable.numpy() for variable in moving_statistics(model)]
-    swap = keras.callbacks.SwapEMAWeights()
-    swap.set_model(model)
+    The averages come in through the optimizer's ``finalize_variable_values``
+    (a LossScaleOptimizer passes it to its inner optimizer), and the trained
+    values go back from copies. Keras' ``SwapEMAWeights`` would swap the two
+    by addition and subtraction in TensorFlow, which rounds: the weights it
+    swaps back differ in their last bits, and training drifts from there."""
+    kept = [variable.numpy() for variable in (*model.trainable_variables, *moving_statistics(model))]
     try:
-        yield swap
+        yield lambda: model.optimizer.finalize_variable_values(model.trainable_variables)
     finally:
-        swap.on_test_end()  # swaps back unless it has not swapped
-        for variable, value in zip(moving_statistics(model), kept):
+        for variable, value in zip((*model.trainable_variables, *moving_statistics(model)), kept):
             variable.assign(value)
 
 
@@ -360,10 +359,10 @@ def predictions(model, dataset, config, epoch: int) -> dict[str, np.ndarray]:
     test = test_dataset(dataset, config)
     views = {"": test.map(images_only), "_flipped": test.map(mirrored_images)}
     probabilities = {}
-    with trained_state_put_back(model) as swap:
+    with trained_state_put_back(model) as use_averages:
         for name in ("live", "averaged"):
             if name == "averaged":
-                swap.on_test_begin()
+                use_averages()
             if config.bn_batches:
                 recompute_statistics(model, statistics_batches(dataset, config, epoch))
             for suffix, images in views.items():
