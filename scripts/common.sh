@@ -57,7 +57,7 @@ finish_run() {
 }
 
 # usage: prints the comment block at the top of the script that sourced this
-# file, from its second paragraph on, and exits 2.
+# file (its lines up to `set`) and exits 2.
 usage() {
     sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

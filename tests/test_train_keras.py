@@ -13,7 +13,7 @@ import tensorflow as tf
 from conftest import tiny_dataset
 
 from xception_common import train_keras
-from xception_common.runs import TrainConfig
+from xception_common.runs import PREDICTIONS, TrainConfig, load_predictions
 
 
 def config(epochs, precision="float32", bn_batches=0):
@@ -162,7 +162,7 @@ PLACEMENT = textwrap.dedent("""
 
     from xception_common import train_keras
     from xception_common.data import Dataset
-    from xception_common.runs import TrainConfig
+    from xception_common.runs import PREDICTIONS, TrainConfig, load_predictions
 
     images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
     labels = np.arange(8) % 3
@@ -218,3 +218,16 @@ def test_each_evaluated_model_has_batchnorm_statistics_of_its_own(monkeypatch):
     np.testing.assert_allclose(live_statistics, live_mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(averaged_statistics, averaged_mean, rtol=1e-4, atol=1e-6)
     assert np.abs(live_mean - averaged_mean).max() > 1e-3  # two sets of weights, two sets of statistics
+
+
+def test_the_final_predictions_are_those_of_the_trained_and_of_the_averaged_weights(tmp_path):
+    """Keras' fit ends by writing the Polyak averages into the model; the live
+    predictions saved after it are still the trained weights', as the
+    checkpoint holds them."""
+    dataset, checkpoint, options = tiny_dataset(), tmp_path / "checkpoint.keras", config(1, bn_batches=2)
+    train_keras.fit(options, dataset, checkpoint, lambda history: None, progress=False)
+    saved = load_predictions(checkpoint.with_name(PREDICTIONS))
+    again = train_keras.predictions(keras.saving.load_model(checkpoint), dataset, options, epoch=0)
+    for name in ("live", "live_flipped", "averaged", "averaged_flipped"):
+        np.testing.assert_allclose(saved[name], again[name], atol=1e-6)
+    assert np.abs(saved["live"] - saved["averaged"]).max() > 1e-4  # two models, told apart

@@ -385,6 +385,21 @@ class LogRateAndTime(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self.started
 
 
+class KeepTrainedWeights(keras.callbacks.Callback):
+    """Puts the trained weights back at the end of training: Keras' fit ends
+    by writing the optimizer's Polyak averages into the model
+    (``finalize_variable_values``, with ``use_ema``), so that without this
+    the final predictions' live model would be the averaged one."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.params["epochs"] - 1:
+            self.kept = [variable.numpy() for variable in self.model.trainable_variables]
+
+    def on_train_end(self, logs=None):
+        for variable, value in zip(self.model.trainable_variables, getattr(self, "kept", ())):
+            variable.assign(value)
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """After each epoch: its record joins the history; the model (with its
     optimizer) and the history are saved as one file, replaced whole, when
@@ -516,6 +531,7 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
                                       config.bn_batches),
             LogRateAndTime(),
             RunCheckpoint(checkpoint, history, saved),
+            KeepTrainedWeights(),
         ]
         batches = train_dataset(dataset, config, first_epoch)
         with on_device():
