@@ -391,12 +391,16 @@ class KeepTrainedWeights(keras.callbacks.Callback):
     (``finalize_variable_values``, with ``use_ema``), so that without this
     the final predictions' live model would be the averaged one."""
 
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.params["epochs"] - 1:
             self.kept = [variable.numpy() for variable in self.model.trainable_variables]
 
     def on_train_end(self, logs=None):
-        for variable, value in zip(self.model.trainable_variables, getattr(self, "kept", ())):
+        for variable, value in zip(self.model.trainable_variables, self.kept):
             variable.assign(value)
 
 
