@@ -9,9 +9,12 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from xception_common import train_keras, train_torch
 from xception_common.data import CIFAR10_CLASSES, DataError, ImageReader, check_source, load
+from xception_common.epoch_plan import EpochPlan, crop_padding
 
 # Class folders are created out of order; files too, to check that both get sorted.
 FILES = {
@@ -367,6 +370,36 @@ def test_folder_and_digits_need_no_keras(folder):
         "assert not {'keras', 'tensorflow'} & set(sys.modules), 'imported keras'"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_both_pipelines_scale_images_as_keras_xception_preprocessing():
+    # Images at the model's input size, cropped at the centre of their padding (the original
+    # image) and not flipped: what remains of the pipeline is the scaling, which must be
+    # Keras' own for Xception (preprocess_input, mode "tf": x / 127.5 - 1).
+    size, padding = 8, crop_padding(8)
+    images = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    images[0, 0, 0] = 0
+    images[1, 2, 3] = 255
+    labels = np.arange(4, dtype=np.int64)
+    order = np.array([[2, 0, 3, 1]])  # not 0, 1, 2, 3: the batch is gathered in the plan's order
+    centre = np.full(order.shape, padding, dtype=np.int64)
+    plan = EpochPlan(order, centre, centre.copy(), np.zeros(order.shape, dtype=bool))
+    expected = keras.applications.xception.preprocess_input(images[order[0]].astype("float32"))
+    assert expected.min() == -1.0 and expected.max() == 1.0  # the reference's own ends
+
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    torch_batch, torch_labels = train_torch.training_batch(nchw, torch.from_numpy(labels), plan, 0, padding, size,
+                                                           channels_last=False)
+    torch_batch = torch_batch.permute(0, 2, 3, 1).numpy()
+    (keras_batch, keras_labels), = train_keras.training_batches(images, labels, [plan], padding, size)
+    keras_batch = keras_batch.numpy()
+
+    for batch, batch_labels in ((torch_batch, torch_labels), (keras_batch, keras_labels)):
+        assert batch.shape == (4, size, size, 3)
+        np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-6)
+        assert np.asarray(batch_labels).tolist() == [2, 0, 3, 1]
+        source = images[order[0]]
+        assert (batch[source == 0] == -1.0).all() and (batch[source == 255] == 1.0).all()  # exactly
 
 
 DATA = os.environ.get("XCEPTION_DATA", "")

@@ -94,9 +94,12 @@ def test_a_streamed_run_trains_as_the_run_loaded_whole(framework, mixed_sizes, t
 
 def test_auto_streams_what_would_take_over_a_quarter_of_the_memory(mixed_sizes):
     torch_auto, keras_auto = (TrainConfig(framework, "data", 1) for framework in ("torch", "keras"))
-    assert streams(torch_auto, decoded_bytes=2_000, memory_bytes=4_000)
-    assert not streams(torch_auto, decoded_bytes=1_000, memory_bytes=4_000)
-    assert streams(keras_auto, decoded_bytes=2_000, memory_bytes=4_000)
+    # A quarter of 4000 bytes is 1000: exactly a quarter stays in memory, one byte more streams.
+    for auto in (torch_auto, keras_auto):
+        assert not streams(auto, decoded_bytes=1_000, memory_bytes=4_000)
+        assert streams(auto, decoded_bytes=1_001, memory_bytes=4_000)
+        assert streams(auto, decoded_bytes=2_000, memory_bytes=4_000)
+        assert not streams(auto, decoded_bytes=999, memory_bytes=4_000)
     assert streams(TrainConfig("torch", "data", 1, data_loading="stream"), 1, 4_000)
     assert not streams(TrainConfig("torch", "data", 1, data_loading="memory"), 2_000, 4_000)
     # The first image (96×64) stands for all 24 + 6 of them.
