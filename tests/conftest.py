@@ -70,3 +70,16 @@ def tiny_dataset(n=16, size=8, classes=3, seed=0):
     images[..., 0] = (labels * 100)[:, None, None].astype(np.uint8)  # a learnable cue
     return Dataset("tiny", "generated", tuple("abc"[:classes]), images, labels.astype(np.int64),
                    images[::-1].copy(), labels[::-1].astype(np.int64).copy(), flip=True)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Two classes of two 8×8 images each in train/ and test/."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / name / f"{i}.png")
+    return tmp_path / "data"

@@ -16,8 +16,8 @@ from xception_common.torch_xception import Xception
         ({"input_shape": (299, 299)}, r"input_shape must be \(height, width, 3\)"),
         ({"num_classes": 0}, "num_classes must be a whole number >= 1, got 0"),
         ({"num_classes": 2.5}, "num_classes must be a whole number >= 1"),
-        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
-        ({"dropout": -0.1}, r"dropout must be in \[0, 1\)"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
     ],
 )
 def test_keras_rejects(kwargs, message):
@@ -34,7 +34,7 @@ def test_keras_accepts_any_size_when_unknown():
     "kwargs, message",
     [
         ({"num_classes": 0}, "num_classes must be a whole number >= 1, got 0"),
-        ({"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
+        ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\), got 1.5"),
     ],
 )
 def test_torch_rejects_options(kwargs, message):

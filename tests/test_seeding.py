@@ -36,5 +36,5 @@ def test_seeding_one_framework_imports_only_that_one():
 
 
 def test_an_unknown_framework_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"cannot seed \['jax'\]; the frameworks are \['torch', 'keras'\]"):
+    with pytest.raises(ValueError, match=r"cannot seed \['jax'\]; the frameworks are \['keras', 'torch'\]"):
         seed_all(0, ["torch", "jax"])

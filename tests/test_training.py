@@ -479,28 +479,17 @@ def test_torch_checkpoint_loads_with_weights_only(runs):
     assert set(state) >= {"model", "optimizer", "scheduler", "ema", "rng"}
 
 
-@pytest.fixture
-def image_folder(tmp_path):
-    from PIL import Image
-
-    for split in ("train", "test"):
-        for name in ("cat", "dog"):
-            (tmp_path / "data" / split / name).mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "data" / split / name / f"{i}.png")
-    return tmp_path / "data"
-
-
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--image-size", "70"], "image size must be at least 71"),
-        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--image-size", "70"], "image size must be a whole number >= 71 (Xception's minimum), got 70"),
+        (["--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
         (["--framework", "jax"], "invalid choice: 'jax'"),
         (["--data", "no/such/folder"], "not an existing file or folder"),
         (["--data", "MALFORMED"], "test/"),
         (["--resume"], "nothing to resume"),
-        (["--subset", "0"], "subset must be >= 1"),
+        (["--subset", "0"], "subset must be a whole number >= 1, got 0"),
+        (["--seed", "-1"], "seed must be a whole number from 0 to 4294967295, got -1"),
         (["--precision", "fp8"], "invalid choice: 'fp8'"),
         (["--segment-size", "3"], "segment_size must be one of (1, 2, 4, 8)"),
         (["--intermediate-activation", "gelu"], "invalid choice: 'gelu'"),
@@ -591,7 +580,7 @@ def test_gpu_results_script_reports_a_failed_run(image_folder, tmp_path):
     done = run_gpu_results([image_folder, tmp_path / "results"], tmp_path, SIZES="70 71", RUN_TIMEOUT="1")
     assert done.returncode == 1
     log = (tmp_path / "results" / "log.txt").read_text()
-    assert "torch-70px: exit 2" in log and "image size must be at least 71" in log
+    assert "torch-70px: exit 2" in log and "image size must be a whole number >= 71" in log
     assert "torch-71px: exit 124" in log  # cut short as asked: not a failure by itself
     assert not list((tmp_path / "results").glob("*.json"))  # neither finished an epoch
 

@@ -128,7 +128,7 @@ class Variant:
     * ``intermediate_activation``: an activation between the depthwise and
       the pointwise step of every separable convolution (Figure 10);
     * ``segment_size``: channels per segment of the separable convolutions'
-      spatial step (section 2's spectrum): 1 is depthwise, larger values make
+      spatial step (section 1.2's spectrum): 1 is depthwise, larger values make
       a grouped 3×3 of fewer, larger segments before the pointwise 1×1.
     """
 
@@ -176,12 +176,25 @@ def flow_of(layer_name: str) -> str:
     )
 
 
+def check_whole(name: str, value, minimum: int, maximum: int | None = None, why: str = "") -> None:
+    """ValueError, saying what is allowed (and ``why``), unless ``value`` is a
+    whole number (an ``int``, not a ``bool``) from ``minimum`` to ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        allowed = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be a whole number {allowed}{f' ({why})' if why else ''}, got {value!r}")
+
+
+def check_fraction(name: str, value) -> None:
+    """ValueError unless ``value`` is a real number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
 def check_options(num_classes: int, dropout: float) -> None:
     """Reject options that no Xception can have, before anything is built."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_whole("num_classes", num_classes, 1)
+    check_fraction("dropout", dropout)
 
 
 def check_image_size(height, width, channels) -> None:

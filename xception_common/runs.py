@@ -29,8 +29,8 @@ from . import architecture as arch
 from . import distributed, recipe
 from .data import BUILT_IN
 from .recipe import Recipe
+from .seeding import FRAMEWORKS, MAX_SEED
 
-FRAMEWORKS = ("keras", "torch")
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 64
 CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
@@ -103,19 +103,16 @@ class TrainConfig:
         """Raise ValueError, saying what is allowed, for an impossible option."""
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.image_size < arch.MIN_INPUT_SIZE:
-            raise ValueError(
-                f"image size must be at least {arch.MIN_INPUT_SIZE} (Xception's minimum), got {self.image_size}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.subset is not None and self.subset < 1:
-            raise ValueError(f"subset must be >= 1 images, got {self.subset}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 0:
-            raise ValueError(f"bn_batches must be a whole number >= 0, got {self.bn_batches!r}")
+        if not isinstance(self.data, str):
+            raise ValueError(f"data must be a string: a name ({', '.join(BUILT_IN)}) or a path, got {self.data!r}")
+        arch.check_whole("epochs", self.epochs, 1)
+        arch.check_whole("image size", self.image_size, arch.MIN_INPUT_SIZE, why="Xception's minimum")
+        arch.check_whole("batch size", self.batch_size, 1)
+        if self.subset is not None:
+            arch.check_whole("subset", self.subset, 1)
+        arch.check_whole("seed", self.seed, 0, MAX_SEED)
+        arch.check_fraction("ema_decay", self.ema_decay)
+        arch.check_whole("bn_batches", self.bn_batches, 0)
         self.variant()  # ValueError for a variant that cannot be built
         if self.recipe not in recipe.RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(recipe.RECIPES)}, got {self.recipe!r}")
@@ -125,8 +122,7 @@ class TrainConfig:
         if self.compile_mode is not None and self.framework != "torch":
             raise ValueError(f"compile_mode is for the torch framework (torch.compile), not {self.framework}; "
                              "Keras compiles its steps with XLA on a GPU already")
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
-            raise ValueError(f"replicas must be a whole number >= 1, got {self.replicas!r}")
+        arch.check_whole("replicas", self.replicas, 1)
         distributed.per_replica_batch(self.batch_size, self.replicas)
         if self.sync_batch_norm and self.replicas == 1:
             raise ValueError("sync_batch_norm needs several replicas (torchrun --nproc_per_node N, or --replicas N "
@@ -163,20 +159,31 @@ def write_json(path: Path, value) -> None:
 
 
 def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one that is not there or was
-    started with other options."""
+    """Refuse to overwrite a run, or to resume one that is not there, was
+    started with other options or has run further than ``config.epochs``. A
+    folder holding only the ``config.json`` of a run that finished no epoch
+    (stopped, or failed, in its first) may start again."""
     out = Path(out)
-    files = ("history.json", "config.json", *CHECKPOINTS.values())
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunError(f"{parent} exists and is not a folder; --out must be a folder")
+            break
+    files = ("history.json", PREDICTIONS, *CHECKPOINTS.values())
     holds_run = out.is_dir() and any((out / name).exists() for name in files)
     if not resume:
         if holds_run:
             raise RunError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out} exists and is not a folder")
         return
     checkpoint = out / CHECKPOINTS[config.framework]
-    if not checkpoint.exists() or not (out / "config.json").exists():
-        raise RunError(f"nothing to resume: {out} has no {checkpoint.name} and config.json from an earlier run")
+    others = [name for name, other in CHECKPOINTS.items() if name != config.framework and (out / other).exists()]
+    if others:
+        raise RunError(f"nothing to resume with {config.framework}: {out} holds a {others[0]} run")
+    missing = [path.name for path in (out / "config.json", checkpoint) if not path.exists()]
+    if missing:
+        started = (out / "config.json").exists()
+        raise RunError(f"nothing to resume: {out} has no {' and no '.join(missing)}"
+                       + ("; its run finished no epoch: run again without --resume to start it" if started else ""))
     saved = {f.name: f.default for f in fields(config)} | json.loads((out / "config.json").read_text())
     differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
     if differing:
@@ -185,6 +192,10 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
         raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "
                        f"rate anneals over exactly those; resume it with --epochs {saved['epochs']}")
+    history = out / "history.json"
+    finished = len(json.loads(history.read_text())) if history.exists() else 0
+    if finished > config.epochs:
+        raise RunError(f"{out} has finished {finished} epochs; resume it with --epochs {finished} or more")
 
 
 def load_run(out) -> tuple[TrainConfig, list[dict]]:

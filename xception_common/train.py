@@ -31,10 +31,11 @@ from .runs import (
     TrainConfig,
     check_run_dir,
 )
-from .training import check_device, train
+from .seeding import MAX_SEED
+from .training import check_device, check_workers, train
 
 
-def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
+def parse_args(argv=None) -> tuple[TrainConfig, Path, bool, int | None]:
     parser = argparse.ArgumentParser(
         prog="python -m xception_common.train",
         description="Train Xception with the paper's recipe: SGD, momentum 0.9, "
@@ -59,8 +60,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
     parser.add_argument("--subset", type=int, help="use only the first N training and N test images (from a "
                         "folder or .zip, taken in turn from each class)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the initial weights, the batches' order and augmentation, and dropout "
-                        "(default 0)")
+                        help="seed of the initial weights, the batches' order and augmentation, and dropout: "
+                        f"0 to {MAX_SEED} (default 0)")
     parser.add_argument("--ema-decay", type=float, default=recipe.EMA_DECAY,
                         help=f"Polyak averaging rate (default {recipe.EMA_DECAY})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -105,10 +106,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool]:
             args.residual, args.intermediate_activation, args.segment_size, args.recipe, args.compile_mode,
             replicas, args.sync_batch_norm, args.data_loading,
         )
-        if args.workers is not None and (args.framework != "torch" or args.workers < 0):
-            raise ValueError(f"--workers is a whole number >= 0 for the torch framework's streamed data, "
-                             f"got {args.workers} for {args.framework}")
         config.check()
+        check_workers(config, args.workers)
         if place.writes:  # the others would find the folder it has begun to write
             check_run_dir(config, args.out, args.resume)
         check_device(config)

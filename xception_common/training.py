@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from . import distributed, runs
+from .epoch_plan import steps_per_epoch
 from .runs import CHECKPOINTS, TrainConfig, check_run_dir
 
 STREAM_ABOVE = 0.25  # "auto" streams data whose decoded images would take more of the memory than this
@@ -43,6 +44,25 @@ def streams(config: TrainConfig, decoded_bytes: int, memory_bytes: int | None = 
     return decoded_bytes > STREAM_ABOVE * memory_bytes
 
 
+def check_fits(config: TrainConfig, dataset) -> None:
+    """DataError, before a run writes anything, when its training images
+    cannot fill one batch."""
+    from .data import DataError
+
+    count = len(dataset.y_train)
+    if steps_per_epoch(count, config.batch_size) == 0:
+        raise DataError(f"batch size {config.batch_size} is larger than the {count} training images of {config.data}"
+                        f"{f' (subset {config.subset})' if config.subset else ''}; use a batch size of at most {count}")
+
+
+def check_workers(config: TrainConfig, workers: int | None) -> None:
+    """ValueError unless ``workers`` is None or, for PyTorch, a whole number >= 0."""
+    if workers is not None and (config.framework != "torch" or isinstance(workers, bool)
+                                or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"--workers is a whole number >= 0 for the torch framework's streamed data, "
+                         f"got {workers!r} for {config.framework}")
+
+
 def check_device(config: TrainConfig, device=None):
     """The trainer module of ``config``'s framework, once it has checked that
     this process can train ``config`` on ``device`` (None: its default);
@@ -65,6 +85,7 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     each one calls this, and the first one alone checks and writes ``out``.
     """
     config.check()
+    check_workers(config, workers)
     place = distributed.place_for(config.framework, config.replicas)
     framework = check_device(config, device)  # a device it cannot use is refused before anything is written
     out = Path(out) if out is not None else None
@@ -73,6 +94,7 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
         check_run_dir(config, out, resume)
     if dataset is None:
         dataset = load_data(config)
+    check_fits(config, dataset)
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         runs.write_json(out / "config.json", runs.config_record(config))

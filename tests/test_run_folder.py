@@ -1,0 +1,114 @@
+"""A run's folder and options: what is refused before anything is written, and
+what a run stopped in its first epoch leaves behind."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xception_common import runs
+from xception_common.runs import CHECKPOINTS, PREDICTIONS, RunError, TrainConfig, check_run_dir
+from xception_common.seeding import seed_all
+from xception_common.train import main
+
+TRAIN = ["--framework", "torch", "--epochs", "1", "--image-size", "71", "--batch-size", "2"]
+
+
+def exit_code(argv):
+    """main's exit code, returned or raised (argparse's errors exit 2 through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(epochs=1.5), "epochs must be a whole number >= 1, got 1.5"),
+        (dict(epochs=None), "epochs must be a whole number >= 1, got None"),
+        (dict(batch_size=4.0), "batch size must be a whole number >= 1, got 4.0"),
+        (dict(image_size="128"), r"image size must be a whole number >= 71 \(Xception's minimum\), got '128'"),
+        (dict(image_size=71.5), "image size must be a whole number >= 71"),
+        (dict(subset=2.5), "subset must be a whole number >= 1, got 2.5"),
+        (dict(seed=2**32), "seed must be a whole number from 0 to 4294967295, got 4294967296"),
+        (dict(seed=True), "seed must be a whole number"),
+        (dict(ema_decay="0.9"), r"ema_decay must be a number in \[0, 1\), got '0.9'"),
+        (dict(ema_decay=1.0), r"ema_decay must be a number in \[0, 1\), got 1.0"),
+        (dict(data=Path("cifar10")), r"data must be a string: a name \(cifar10, digits\) or a path, got PosixPath"),
+    ],
+)
+def test_options_of_the_wrong_type_or_range_are_refused_saying_what_is_allowed(options, message):
+    config = TrainConfig(**{"framework": "torch", "data": "digits", "epochs": 1} | options)
+    with pytest.raises(ValueError, match=message):
+        config.check()
+
+
+def test_seeds_are_checked_and_one_framework_may_be_named_alone():
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 4294967295, got -1"):
+        seed_all(-1)
+    seed_all(0, "torch")  # a name, not its letters
+    with pytest.raises(ValueError, match=r"cannot seed \['jax'\]"):
+        seed_all(0, "jax")
+
+
+def test_a_batch_larger_than_the_training_set_exits_2_and_writes_nothing(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = TRAIN[:-1] + ["8", "--data", str(image_folder), "--out", str(out)]
+    assert exit_code(argv) == 2
+    # image_folder holds 2 classes of 2 training images
+    assert "batch size 8 is larger than the 4 training images" in capsys.readouterr().err
+    assert not out.exists()
+    assert exit_code(TRAIN + ["--data", str(image_folder), "--out", str(out)]) == 0  # the corrected command runs
+
+
+def test_a_folder_left_by_a_run_stopped_in_its_first_epoch_starts_again(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = TRAIN + ["--data", str(image_folder), "--out", str(out)]
+    config = TrainConfig("torch", str(image_folder), 1, 71, 2)
+    out.mkdir()
+    runs.write_json(out / "config.json", runs.config_record(config))  # what training writes before its first epoch
+    assert exit_code(argv + ["--resume"]) == 2
+    assert "has no checkpoint.pt; its run finished no epoch: run again without --resume" in capsys.readouterr().err
+    assert exit_code(argv) == 0
+    assert len(json.loads((out / "history.json").read_text())) == 1 and (out / CHECKPOINTS["torch"]).exists()
+
+
+def test_predictions_in_the_folder_mark_a_run_and_are_kept(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / PREDICTIONS).write_bytes(b"someone's predictions")
+    assert exit_code(TRAIN + ["--data", str(image_folder), "--out", str(out)]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (out / PREDICTIONS).read_bytes() == b"someone's predictions"
+
+
+def test_an_out_folder_below_a_file_is_refused_before_the_data_is_read(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("kept")
+    assert exit_code(TRAIN + ["--data", "no/such/data", "--out", str(tmp_path / "a_file" / "run")]) == 2
+    assert f"{tmp_path / 'a_file'} exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "kept"
+
+
+def finished_run(out: Path, framework: str, epochs: int) -> TrainConfig:
+    """A folder as a finished run of ``epochs`` leaves it (the checkpoint's content is not read here)."""
+    config = TrainConfig(framework, "digits", epochs)
+    out.mkdir()
+    runs.write_json(out / "config.json", runs.config_record(config))
+    runs.write_json(out / "history.json", [{"epoch": e} for e in range(epochs)])
+    (out / CHECKPOINTS[framework]).write_bytes(b"")
+    return config
+
+
+def test_a_run_is_not_resumed_to_fewer_epochs_than_it_finished(tmp_path):
+    config = finished_run(tmp_path / "run", "torch", 2)
+    with pytest.raises(RunError, match="has finished 2 epochs; resume it with --epochs 2 or more"):
+        check_run_dir(TrainConfig("torch", "digits", 1), tmp_path / "run", resume=True)
+    check_run_dir(config, tmp_path / "run", resume=True)  # the same length: accepted (predictions written again)
+    check_run_dir(TrainConfig("torch", "digits", 3), tmp_path / "run", resume=True)
+
+
+def test_resuming_another_frameworks_run_names_that_framework(tmp_path):
+    finished_run(tmp_path / "run", "torch", 1)
+    with pytest.raises(RunError, match="nothing to resume with keras: .* holds a torch run"):
+        check_run_dir(TrainConfig("keras", "digits", 2), tmp_path / "run", resume=True)
