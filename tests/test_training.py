@@ -59,6 +59,33 @@ def test_torch_schedule_matches_the_paper():
     assert optimizer.param_groups[0]["momentum"] == 0.9
 
 
+def test_both_frameworks_read_every_field_of_a_staircase_recipe():
+    # A recipe unlike the paper's in every field the optimizers and schedules take:
+    # 0.2 · 64 / 32 = 0.4 at first, halved every 3 epochs.
+    odd = recipe.Recipe("odd", 0.2, "staircase", learning_rate_decay=0.5, epochs_per_decay=3, reference_batch=32,
+                        momentum=0.8, nesterov=True, weight_decay=1e-3)
+    expected = [0.4, 0.4, 0.4, 0.2, 0.2, 0.2, 0.1]
+    optimizer = train_torch.make_optimizer(torch.nn.Linear(2, 2), odd, batch_size=64)
+    scheduler = train_torch.make_scheduler(optimizer, odd)
+    rates = []
+    for _ in expected:
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx(expected, rel=1e-12)
+    kernels, others = optimizer.param_groups
+    assert (kernels["momentum"], kernels["nesterov"], kernels["weight_decay"], others["weight_decay"]) == (
+        0.8, True, 1e-3, 0.0)
+    steps = 5
+    sgd = train_keras.make_optimizer(steps, training_recipe=odd, batch_size=64)
+    keras_rates = []
+    for epoch in range(len(expected)):
+        sgd.iterations.assign(epoch * steps)  # the rate Keras' SGD takes at the first step of each epoch
+        keras_rates.append(float(sgd.learning_rate))
+    assert keras_rates == pytest.approx(expected, rel=1e-6)
+    assert (sgd.momentum, sgd.nesterov) == (0.8, True)
+
+
 def cifar_rates(steps_per_epoch, epochs, batch_size):
     """The CIFAR recipe's rate at every step, from its own definition written out:
     0.1 · batch / 128 at the peak, a linear warm-up over 2 epochs from a tenth
@@ -76,8 +103,8 @@ def test_both_frameworks_follow_the_cifar_recipes_schedule():
     keras_schedule = train_keras.learning_rate_schedule(steps, recipe.CIFAR, epochs, batch_size)
     keras_rates = [float(keras_schedule(step)) for step in range(steps * epochs)]
     assert keras_rates == pytest.approx(expected, rel=1e-5, abs=1e-9)
-    optimizer = train_torch.make_optimizer(torch.nn.Linear(2, 2), learning_rate=recipe.CIFAR.peak(batch_size),
-                                           nesterov=True)
+    optimizer = train_torch.make_optimizer(torch.nn.Linear(2, 2), recipe.CIFAR, batch_size)
+    assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["weight_decay"] == 5e-4
     scheduler = train_torch.make_cosine_scheduler(optimizer, recipe.CIFAR, steps, epochs)
     rates = []
     for _ in range(steps * epochs):

@@ -80,23 +80,26 @@ def kernels(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.ndim > 1]
 
 
-def make_optimizer(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY,
-                   learning_rate: float = recipe.INITIAL_LEARNING_RATE, nesterov: bool = False) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on the kernels only."""
+def make_optimizer(model: nn.Module, training_recipe: recipe.Recipe = recipe.PAPER,
+                   batch_size: int = 1) -> torch.optim.SGD:
+    """SGD with the recipe's momentum, at its peak rate for ``batch_size``;
+    its weight decay on the kernels only."""
     decayed = kernels(model)
     others = [p for p in model.parameters() if p.ndim <= 1]
     return torch.optim.SGD(
-        [{"params": decayed, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=learning_rate,
-        momentum=recipe.MOMENTUM,
-        nesterov=nesterov,
+        [{"params": decayed, "weight_decay": training_recipe.weight_decay}, {"params": others, "weight_decay": 0.0}],
+        lr=training_recipe.peak(batch_size),
+        momentum=training_recipe.momentum,
+        nesterov=training_recipe.nesterov,
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.StepLR:
-    """The paper's: × 0.94 every 2 epochs; call ``step()`` once at the end of each epoch."""
+def make_scheduler(optimizer: torch.optim.Optimizer,
+                   training_recipe: recipe.Recipe = recipe.PAPER) -> torch.optim.lr_scheduler.StepLR:
+    """A staircase recipe's schedule (the paper's: × 0.94 every 2 epochs);
+    call ``step()`` once at the end of each epoch."""
     return torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=recipe.EPOCHS_PER_DECAY, gamma=recipe.LEARNING_RATE_DECAY
+        optimizer, step_size=training_recipe.epochs_per_decay, gamma=training_recipe.learning_rate_decay
     )
 
 
@@ -240,14 +243,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         chosen = config.training_recipe()
         self.weight_decay = chosen.weight_decay
-        self.optimizer = make_optimizer(self.model, chosen.weight_decay, chosen.peak(config.batch_size),
-                                        chosen.nesterov)
+        self.optimizer = make_optimizer(self.model, chosen, config.batch_size)
         self.scheduler_steps_each_batch = chosen.schedule == "cosine"
         if self.scheduler_steps_each_batch:
             steps = steps_per_epoch(len(dataset.y_train), config.batch_size)
             self.scheduler = make_cosine_scheduler(self.optimizer, chosen, steps, config.epochs)
         else:
-            self.scheduler = make_scheduler(self.optimizer)
+            self.scheduler = make_scheduler(self.optimizer, chosen)
         # Training steps run through DistributedDataParallel on several
         # processes (it averages the gradients over them), and through
         # torch.compile when asked; evaluation and the BatchNorm statistics
