@@ -171,6 +171,7 @@ def non_image_files(folder):
         path.rename(path.with_suffix(".txt"))
 
 
+SPLITS = ("train", "test")
 MALFORMED = {
     "missing test": (
         lambda root: shutil.rmtree(root / "test"),
@@ -180,6 +181,10 @@ MALFORMED = {
     "no classes": (
         lambda root: [shutil.rmtree(path) for path in (root / "train").iterdir()],
         "train/ has no class sub-folders",
+    ),
+    "one class": (
+        lambda root: [shutil.rmtree(path) for split in SPLITS for path in sorted((root / split).iterdir())[1:]],
+        "train/ has one class folder, ant/; a classifier needs two or more",
     ),
     "different classes": (
         lambda root: (root / "test" / "moose").rename(root / "test" / "elk"),
@@ -260,8 +265,9 @@ def test_a_streamed_image_that_is_not_an_image_names_the_file(tmp_path, as_zip):
     reader = ImageReader(source)
     assert reader.read("test/zebra/x.png", 8).shape == (8, 8, 3)
     message = r"cannot read image test/zebra/y.png \(UnidentifiedImageError: .*\); remove or replace"
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as error:
         reader.read("test/zebra/y.png", 8)
+    assert "BytesIO" not in str(error.value)  # the decoder read bytes; the message names the file
     with pytest.raises(DataError, match=message):
         reader.first_size("test/zebra/y.png")
 
@@ -370,6 +376,13 @@ def test_folder_and_digits_need_no_keras(folder):
         "assert not {'keras', 'tensorflow'} & set(sys.modules), 'imported keras'"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+    # Without Keras at all, cifar10 (which downloads through Keras) says so.
+    script = (
+        "import sys; sys.modules['keras'] = None; from xception_common.data import DataError, load\n"
+        "try:\n    load('cifar10')\nexcept DataError as error:\n    print(error)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert "--data cifar10 downloads through Keras, which is not installed" in done.stdout
 
 
 def test_both_pipelines_scale_images_as_keras_xception_preprocessing():

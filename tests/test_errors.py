@@ -61,3 +61,10 @@ def test_smallest_input_works_in_both():
     assert build_xception(input_shape=(71, 71, 3), include_top=False).output.shape == (None, 3, 3, 2048)
     with torch.no_grad():
         assert Xception(include_top=False).eval()(torch.zeros(1, 3, 71, 71)).shape == (1, 2048, 3, 3)
+
+
+def test_costs_refuse_an_image_smaller_than_xception_takes():
+    from xception_common.costs import torch_layer_costs
+
+    with pytest.raises(ValueError, match="input height must be at least 71 pixels, got 50"):
+        torch_layer_costs(Xception(), 50)

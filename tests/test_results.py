@@ -109,3 +109,32 @@ def test_export_replaces_nothing_and_refuses_other_test_labels(finished_run, tmp
     with pytest.raises(ValueError, match="are not those .* was evaluated on"):
         results.export(out, tmp_path / "other.json", "cpu", "generated", "cmd", "tiny", dataset=other)
     assert not (tmp_path / "other.json").exists()
+
+
+def test_export_takes_a_json_name_only_and_writes_nothing_otherwise(finished_run, tmp_path):
+    out, dataset = finished_run
+    with pytest.raises(ValueError, match=r"a result file's name ends in \.json .* got .*tiny\.npz"):
+        results.export(out, tmp_path / "tiny.npz", "cpu", "generated", "cmd", "tiny", dataset=dataset)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_command_finds_images_that_moved_and_says_a_bad_run_folder_in_a_line(image_folder, tmp_path, capsys):
+    from xception_common.training import train
+
+    run = tmp_path / "run"
+    train(TrainConfig("torch", str(image_folder), 1, image_size=71, batch_size=2, precision="float32"), run,
+          progress=False)
+    moved = image_folder.rename(tmp_path / "moved")
+    argv = [str(run), str(tmp_path / "out" / "r.json"), "--machine", "cpu", "--data", "four images",
+            "--command", "cmd", "--title", "t"]
+    with pytest.raises(SystemExit) as exit_:
+        results.main(argv)
+    assert exit_.value.code == 2
+    assert "give the images where they are now (--images" in capsys.readouterr().err
+    assert results.main(argv + ["--images", str(moved)]) == 0
+    labels = results.load_predictions(tmp_path / "out" / "r.json")["labels"]
+    assert labels.tolist() == [0, 1, 0, 1]  # taken in turn from each class
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        results.main([str(tmp_path / "a_file"), str(tmp_path / "s.json")] + argv[2:])
+    assert exit_.value.code == 2 and "a_file" in capsys.readouterr().err

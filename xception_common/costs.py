@@ -74,6 +74,7 @@ def torch_layer_costs(model, image_size: int = arch.DEFAULT_INPUT_SIZE) -> list[
     import torchinfo
     from torch import nn
 
+    arch.check_image_size(image_size, image_size, arch.INPUT_CHANNELS)
     stats = torchinfo.summary(
         model, input_size=(1, arch.INPUT_CHANNELS, image_size, image_size),
         device="cpu", verbose=0, col_names=("num_params", "mult_adds"),

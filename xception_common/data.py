@@ -16,6 +16,7 @@ allowed. Keras is imported only for CIFAR-10, scikit-learn only for digits.
 import io
 import os
 import posixpath
+import re
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -106,7 +107,12 @@ def _check_positive(name, value):
 def _load_cifar10(subset):
     try:
         import keras
-
+    except ImportError as error:
+        raise DataError(
+            "--data cifar10 downloads through Keras, which is not installed: pip install tensorflow (or the "
+            "package's [keras] extra); or --data digits, or --data PATH to a folder or .zip of images"
+        ) from error
+    try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as error:
         reason = (str(error).strip().splitlines() or [""])[0][:200]
@@ -282,6 +288,9 @@ def _find_layout(top, source):
     classes = {split: _list(split_folders[split])[0] for split in SPLITS}
     if not classes["train"]:
         raise DataError(f"{where}: train/ has no class sub-folders; {EXPECTED_LAYOUT}")
+    if len(classes["train"]) == 1:
+        raise DataError(f"{where}: train/ has one class folder, {next(iter(classes['train']))}/; a classifier "
+                        f"needs two or more; {EXPECTED_LAYOUT}")
     if list(classes["train"]) != list(classes["test"]):
         raise DataError(_class_mismatch(where, *map(set, classes.values())))
     files = {
@@ -361,8 +370,9 @@ def _opened(source, path, read_bytes):
         with Image.open(io.BytesIO(read_bytes())) as image:
             yield image
     except _UNREADABLE as error:
+        reason = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error))  # the bytes, not a file
         raise DataError(
-            f"{source}: cannot read image {path} ({type(error).__name__}: {error}); remove or replace the file"
+            f"{source}: cannot read image {path} ({type(error).__name__}: {reason}); remove or replace the file"
         ) from error
 
 

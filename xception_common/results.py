@@ -19,6 +19,7 @@ example images.
 """
 
 import argparse
+import dataclasses
 import json
 from itertools import accumulate
 from pathlib import Path
@@ -66,6 +67,8 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
     ``dataset`` (a ``data.Dataset``) gives the test images, by default loaded
     as the run loaded them. Returns the result. Refuses to replace a file."""
     run_dir, path = Path(run_dir), Path(path)
+    if path.suffix != ".json":
+        raise ValueError(f"a result file's name ends in .json (its .npz goes beside it), got {path}")
     predictions = run_dir / PREDICTIONS
     for target in (path, path.with_suffix(".npz")):
         if target.exists():
@@ -78,9 +81,14 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
               "history": history}
     if predictions.exists():
         if dataset is None:
+            from .data import DataError
             from .training import load_data
 
-            dataset = load_data(runs.load_run(run_dir)[0])
+            try:
+                dataset = load_data(runs.load_run(run_dir)[0])
+            except DataError as error:
+                raise DataError(f"{error} (the data {run_dir / 'config.json'} records); give the images where they "
+                                "are now (--images, or dataset=)") from error
         saved = runs.load_predictions(predictions)
         if not np.array_equal(saved["labels"], dataset.y_test):
             raise ValueError(f"the test labels of {dataset.source} are not those {run_dir} was evaluated on")
@@ -136,10 +144,18 @@ def main(argv=None) -> int:
     for name, text in (("machine", "the machine the run trained on"), ("data", "the data, in words"),
                        ("command", "the command that trained it"), ("title", "a title for plots")):
         parser.add_argument(f"--{name}", required=True, help=text)
+    parser.add_argument("--images", help="where the run's images are now, when the path its config.json "
+                        "records (as it was typed, maybe relative) does not reach them from here")
     args = parser.parse_args(argv)
     try:
-        export(args.run_dir, args.path, args.machine, args.data, args.command, args.title)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        dataset = None
+        if args.images is not None:
+            from .training import load_data
+
+            config = runs.load_run(args.run_dir)[0]
+            dataset = load_data(dataclasses.replace(config, data=args.images))
+        export(args.run_dir, args.path, args.machine, args.data, args.command, args.title, dataset)
+    except (OSError, ValueError) as error:
         parser.error(str(error))
     return 0
 
