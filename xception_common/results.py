@@ -15,7 +15,7 @@ mistakes without the data set. Classes rather than probabilities keep the
 file small: some 100 KB for 4,000 test images of CIFAR-10, most of it the
 example images.
 
-    python -m xception_common.results RUN_DIR RESULT.json --machine M --data D --command C --title T
+    python -m xception_common.results RUN_DIR RESULT.json --machine M --data D --command C --title T [--images P]
 """
 
 import argparse
