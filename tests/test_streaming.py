@@ -169,3 +169,19 @@ def test_built_in_data_is_never_streamed():
         data.list_images("digits")
     with pytest.raises(ValueError, match="digits is loaded whole"):
         TrainConfig("torch", "digits", 1, data_loading="stream").check()
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_an_unreadable_image_found_while_streaming_exits_2_in_a_line(framework, image_folder, tmp_path, capsys):
+    # Found by a DataLoader worker process (PyTorch) or a tf.data function (Keras), each of
+    # which hands the error to the training loop wrapped, with the worker's traceback as text.
+    (image_folder / "train" / "cat" / "1.png").write_bytes(b"not an image")
+    workers = ["--workers", "1"] if framework == "torch" else []
+    code = main(["--framework", framework, "--data", str(image_folder), "--epochs", "1", "--image-size", "71",
+                 "--batch-size", "2", "--data-loading", "stream", "--out", str(tmp_path / "run"), *workers])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("python -m xception_common.train: error: ")
+    assert error.endswith("cannot read image train/cat/1.png (UnidentifiedImageError: cannot identify image file); "
+                          "remove or replace the file")
+    assert "Traceback" not in error

@@ -9,6 +9,7 @@ from the command line.
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 
 from . import distributed, runs
@@ -42,6 +43,18 @@ def streams(config: TrainConfig, decoded_bytes: int, memory_bytes: int | None = 
     if memory_bytes is None:
         memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return decoded_bytes > STREAM_ABOVE * memory_bytes
+
+
+def worker_data_error(error: Exception):
+    """The ``data.DataError`` that a process or thread decoding streamed
+    images raised (a DataLoader worker, a tf.data function), as a DataError
+    of its own message; the framework re-raises it in the training loop
+    wrapped in its own error, with the worker's traceback as text. None when
+    ``error`` carries none."""
+    from .data import DataError
+
+    found = re.findall(r"xception_common\.data\.DataError: (.+)", str(error))
+    return DataError(found[-1].strip()) if found else None
 
 
 def check_fits(config: TrainConfig, dataset) -> None:
@@ -108,6 +121,13 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     if out is not None and resume and (out / "history.json").exists():
         earlier = json.loads((out / "history.json").read_text())
     options = {"workers": workers} if workers is not None else {}
-    history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device, **options)
+    try:
+        history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device,
+                                **options)
+    except Exception as error:
+        raised = worker_data_error(error)
+        if raised is None:
+            raise
+        raise raised from None
     saved(history)  # also when a resumed run had nothing left to do
     return history
