@@ -70,3 +70,10 @@ def epoch_plan(num_images: int, batch_size: int, padding: int, flip: bool, seed:
     cols = rng.integers(0, 2 * padding + 1, size=shape)
     flips = rng.random(shape) < 0.5 if flip else np.zeros(shape, dtype=bool)
     return EpochPlan(order, rows, cols, flips)
+
+
+def plan_of(dataset, config, epoch: int) -> EpochPlan:
+    """The plan of epoch ``epoch`` of a run of ``config`` (a ``runs.TrainConfig``:
+    its batch, image size and seed) on ``dataset``'s training images."""
+    return epoch_plan(len(dataset.y_train), config.batch_size, padding_of(dataset, config.image_size), dataset.flip,
+                      config.seed, epoch)

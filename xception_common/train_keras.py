@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import data, recipe  # noqa: E402
-from .epoch_plan import epoch_plan, padding_of, steps_per_epoch  # noqa: E402
+from .epoch_plan import padding_of, plan_of, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
 from .runs import PREDICTIONS, RECORD_KEYS, atomic_write, write_predictions  # noqa: E402
 from .seeding import seed_all  # noqa: E402
@@ -152,10 +152,7 @@ def training_batches(images, labels, plans, padding: int, image_size: int) -> tf
 def train_dataset(dataset, config, first_epoch: int) -> tf.data.Dataset:
     """Every remaining epoch's batches, in the order the plan gives them."""
     padding = padding_of(dataset, config.image_size)
-    plans = [
-        epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
-        for epoch in range(first_epoch, config.epochs)
-    ]
+    plans = [plan_of(dataset, config, epoch) for epoch in range(first_epoch, config.epochs)]
     return training_batches(*split_images(dataset, "train", config.image_size), plans, padding, config.image_size)
 
 
@@ -312,9 +309,8 @@ def trained_state_put_back(model):
 def statistics_batches(dataset, config, epoch: int):
     """The model inputs of the first ``bn_batches`` training batches of ``epoch``."""
     padding = padding_of(dataset, config.image_size)
-    plan = epoch_plan(len(dataset.y_train), config.batch_size, padding, dataset.flip, config.seed, epoch)
-    batches = training_batches(*split_images(dataset, "train", config.image_size), [plan], padding,
-                               config.image_size)
+    batches = training_batches(*split_images(dataset, "train", config.image_size), [plan_of(dataset, config, epoch)],
+                               padding, config.image_size)
     return (x for x, _ in batches.take(config.bn_batches))
 
 

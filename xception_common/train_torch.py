@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from . import data, distributed, recipe
-from .epoch_plan import epoch_plan, padding_of, steps_per_epoch
+from .epoch_plan import padding_of, plan_of, steps_per_epoch
 from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
 from .torch_xception import Xception
@@ -283,8 +283,7 @@ class Trainer:
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
-        plan = epoch_plan(len(self.train.labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
-                          self.epochs_done).share(self.place.rank, self.place.world_size)
+        plan = plan_of(self.dataset, c, self.epochs_done).share(self.place.rank, self.place.world_size)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         batches = tqdm(self.train.batches(plan.order), desc=f"epoch {self.epochs_done + 1}", total=plan.steps,
@@ -353,8 +352,7 @@ class Trainer:
                 for own, live in zip(model.buffers(), self.model.buffers()):
                     own.copy_(live)
             else:
-                plan = epoch_plan(len(self.train.labels), c.batch_size, self.padding, self.dataset.flip, c.seed,
-                                  self.epochs_done - 1)
+                plan = plan_of(self.dataset, c, self.epochs_done - 1)
                 batches = (planned_batch(images, plan, step, self.padding, c.image_size, self.gpu) for step, (images, _)
                            in enumerate(self.train.batches(plan.order[: c.bn_batches])))
                 with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
