@@ -435,9 +435,10 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         if state["scaler"]:  # empty when the run started without float16
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(self._own(state["rng"]))
+        # Random states are CPU tensors, wherever the checkpoint was read to.
+        torch.set_rng_state(self._own(state["rng"]).cpu())
         if self.gpu and "cuda_rng" in state:
-            torch.cuda.set_rng_state(self._own(state["cuda_rng"]), self.device)
+            torch.cuda.set_rng_state(self._own(state["cuda_rng"]).cpu(), self.device)
         self.epochs_done = state["epochs_done"]
         self.history = list(state.get("history", []))
 
