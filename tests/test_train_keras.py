@@ -13,6 +13,7 @@ import tensorflow as tf
 from conftest import tiny_dataset
 
 from xception_common import train_keras
+from xception_common.epoch_plan import crop_padding, epoch_plan
 from xception_common.runs import PREDICTIONS, TrainConfig, load_predictions
 
 
@@ -161,6 +162,7 @@ PLACEMENT = textwrap.dedent("""
     import numpy as np
 
     from xception_common import train_keras
+from xception_common.epoch_plan import crop_padding, epoch_plan
     from xception_common.data import Dataset
     from xception_common.runs import PREDICTIONS, TrainConfig, load_predictions
 
@@ -203,13 +205,17 @@ def test_each_evaluated_model_has_batchnorm_statistics_of_its_own(monkeypatch):
     the first convolution's output, over the statistics batches, computed with
     the weights being evaluated: the trained ones, then the averaged ones."""
     dataset, run = tiny_dataset(), config(1, bn_batches=2)
+    # The first two batches of epoch 0's plan: 16 images in batches of 8, padded by 1 (8×8 images), seed 0.
+    plan = epoch_plan(16, 8, crop_padding(8), True, 0, 0)
+    batches = [x for x, _ in train_keras.training_batches(dataset.x_train, dataset.y_train, [plan],
+                                                          crop_padding(8), 71)]
     records = []
     on_test_begin = keras.callbacks.CallbackList.on_test_begin
 
     def evaluating(self, logs=None):
         on_test_begin(self, logs)
         conv = keras.Model(self.model.input, self.model.get_layer("block1_conv1").output)
-        means = [np.asarray(conv(x)).mean(axis=(0, 1, 2)) for x in train_keras.statistics_batches(dataset, run, 0)]
+        means = [np.asarray(conv(x)).mean(axis=(0, 1, 2)) for x in batches]
         records.append((self.model.get_layer("block1_conv1_bn").moving_mean.numpy(), np.mean(means, axis=0)))
 
     monkeypatch.setattr(keras.callbacks.CallbackList, "on_test_begin", evaluating)
@@ -225,9 +231,12 @@ def test_the_final_predictions_are_those_of_the_trained_and_of_the_averaged_weig
     predictions saved after it are still the trained weights', as the
     checkpoint holds them."""
     dataset, checkpoint, options = tiny_dataset(), tmp_path / "checkpoint.keras", config(1, bn_batches=2)
-    train_keras.fit(options, dataset, checkpoint, lambda history: None, progress=False)
+    history = train_keras.fit(options, dataset, checkpoint, lambda history: None, progress=False)
     saved = load_predictions(checkpoint.with_name(PREDICTIONS))
     again = train_keras.predictions(keras.saving.load_model(checkpoint), dataset, options, epoch=0)
     for name in ("live", "live_flipped", "averaged", "averaged_flipped"):
         np.testing.assert_allclose(saved[name], again[name], atol=1e-6)
     assert np.abs(saved["live"] - saved["averaged"]).max() > 1e-4  # two models, told apart
+    # And they are the models the epoch's evaluation (Keras' evaluate, another path) scored.
+    for name, key in (("live", "val_accuracy"), ("averaged", "val_accuracy_ema")):
+        assert np.mean(saved[name].argmax(1) == dataset.y_test) == pytest.approx(history[-1][key], abs=1e-6)
