@@ -33,13 +33,24 @@ TINY = ["--image-size", "71", "--batch-size", "2", "--steps", "1", "--warmup", "
         (["--image-size", "128", "--batch-size", "2", "--workers", "-1"], "--workers must be at least 0, got -1"),
         (["--image-size", "128", "--batch-size", "2", "--models", "resnet"], "invalid choice: 'resnet'"),
         (["--batch-size", "2"], "the following arguments are required: --image-size"),
+        ([*TINY, "--models", "keras", "--workers", "2"], "--workers is for the torch-stream row, which --models"),
+        ([*TINY, "--models", "torch", "--compile-mode", "default"], "--compile-mode is for the torch-compiled row"),
+        ([*TINY, "--models", "torch-input", "--profile", "p"], "--profile is for the torch or torch-fp32 or"),
+        ([*TINY, "--json", "EXISTING"], "exists; choose another name or remove it first"),
+        ([*TINY, "--json", "EXISTING/x.json"], "EXISTING exists and is not a folder"),
+        ([*TINY, "--models", "torch", "--profile", "EXISTING"], "EXISTING exists and is not a folder"),
     ],
 )
-def test_bad_options_exit_with_code_2_and_say_why(argv, message, capsys):
+def test_bad_options_exit_with_code_2_and_say_why(argv, message, capsys, tmp_path):
+    existing = tmp_path / "existing.json"
+    existing.write_text("kept")
+    argv = [arg.replace("EXISTING", str(existing)) for arg in argv]
+    message = message.replace("EXISTING", str(existing))
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert existing.read_text() == "kept"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

@@ -83,6 +83,7 @@ from .seeding import seed_all
 MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream", "keras",
           "keras-applications", "keras-input")
 TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream")
+PROFILED_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm")  # the PyTorch rows that train a model
 REFERENCE = {"torch": "timm", "torch-fp32": "timm", "torch-compiled": "timm", "keras": "keras-applications",
              "torch-input": "torch", "torch-stream": "torch", "keras-input": "keras"}
 # Dense peaks in TFLOPS from NVIDIA's datasheets, by a word of the device's name:
@@ -473,18 +474,19 @@ def time_rounds(make_batch, options: Options, per_round: int) -> Timing:
 
 
 def write_sample_jpegs(folder: Path, count: int, size: tuple[int, int] = STREAMED_SIZE) -> None:
-    """``count`` JPEG files of ``size`` in ``folder``/train/a/ and one in
-    test/a/: random blocks of colour, smoothed by the upsampling, at JPEG
-    quality 90."""
+    """``count`` JPEG files of ``size`` in ``folder``/train/, in turn in the
+    class folders a/ and b/, and one in each of test/a/ and test/b/: random
+    blocks of colour, smoothed by the upsampling, at JPEG quality 90."""
     from PIL import Image
 
     rng = np.random.default_rng(SEED)
     width, height = size
-    for split, number in (("train", count), ("test", 1)):
-        (folder / split / "a").mkdir(parents=True)
+    for split, number in (("train", count), ("test", 2)):
         for index in range(number):
+            class_folder = folder / split / "ab"[index % 2]
+            class_folder.mkdir(parents=True, exist_ok=True)
             blocks = Image.fromarray(rng.integers(0, 256, (height // 25, width // 25, 3), dtype=np.uint8))
-            blocks.resize(size, Image.Resampling.BILINEAR).save(folder / split / "a" / f"{index:05d}.jpg", quality=90)
+            blocks.resize(size, Image.Resampling.BILINEAR).save(class_folder / f"{index:05d}.jpg", quality=90)
 
 
 def bench_torch_stream(options: Options) -> Result:
@@ -766,6 +768,19 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
     device = args.device if args.device != "auto" else ("cuda" if cuda else "cpu")
     if args.models is None:
         args.models = [m for m in MODELS if m != "torch-fp32" or device == "cuda"]
+    for flag, value, rows in (("--workers", args.workers, ("torch-stream",)),
+                              ("--compile-mode", args.compile_mode, ("torch-compiled",)),
+                              ("--profile", args.profile, PROFILED_MODELS)):
+        if value is not None and not set(rows) & set(args.models):
+            parser.error(f"{flag} is for the {' or '.join(rows)} row, which --models leaves out")
+    for flag, path in (("--json", args.json), ("--profile", args.profile)):
+        if path is None:
+            continue
+        if flag == "--json" and Path(path).exists():
+            parser.error(f"--json {path} exists; choose another name or remove it first")
+        above = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
+        if above is not None and not above.is_dir() and (flag == "--profile" or above != Path(path)):
+            parser.error(f"{flag} {path}: {above} exists and is not a folder")
     options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device,
                       args.compile_mode, args.peak_tflops, args.profile, args.workers)
     return args, options
@@ -810,6 +825,7 @@ def main(argv=None) -> int:
         print(utilisation_line(options, flops))
     if args.json:
         context = {"machine": machine, **asdict(options)}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump([{**asdict(r), **context} for r in results], f, indent=2)
     return 0
