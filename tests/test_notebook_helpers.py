@@ -90,6 +90,13 @@ def test_confusion_matrix_counts_true_classes_by_row():
     labels, predicted = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
     expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])  # row: true class, column: predicted
     np.testing.assert_array_equal(results.confusion_matrix(labels, predicted, 3), expected)
+    # A prediction of class 3 for class 0 would be counted in row 1, column 0 (0 · 3 + 3): refused.
+    with pytest.raises(ValueError, match="predictions must be classes 0 to 2, got 0 to 3"):
+        results.confusion_matrix([0, 1], [3, 0], 3)
+    with pytest.raises(ValueError, match="labels must be classes 0 to 2, got -1 to 0"):
+        results.confusion_matrix([-1, 0], [0, 0], 3)
+    with pytest.raises(ValueError, match="one prediction per label"):
+        results.confusion_matrix([0, 1], [0], 3)
 
 
 def test_confusion_figure_shows_fractions_of_each_true_class_and_counts():

@@ -110,6 +110,11 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
 def confusion_matrix(labels, predicted, classes: int) -> np.ndarray:
     """Counts of test images by true class (rows) and predicted class (columns)."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"one prediction per label: got {labels.shape} labels and {predicted.shape} predictions")
+    for name, values in (("labels", labels), ("predictions", predicted)):
+        if values.size and not (0 <= values.min() and values.max() < classes):
+            raise ValueError(f"{name} must be classes 0 to {classes - 1}, got {values.min()} to {values.max()}")
     return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
 
 

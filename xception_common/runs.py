@@ -208,9 +208,9 @@ def load_run(out) -> tuple[TrainConfig, list[dict]]:
 
 def write_predictions(path: Path, labels, probabilities: dict) -> None:
     """Save the test ``labels`` and each model's class ``probabilities``
-    ({name in ``PREDICTED``: array of images × classes}), compressed, as
-    uint8 labels and float16 probabilities: a few hundred KB for CIFAR-10's
-    10,000 test images."""
+    ({name in ``PREDICTED``: array of images × classes}), compressed, as int32
+    labels and the float32 probabilities the evaluation gave (a result file
+    keeps only the predicted classes: ``results.export``)."""
     if set(probabilities) != set(PREDICTED):
         raise ValueError(f"probabilities must be given for {', '.join(PREDICTED)}, got {', '.join(probabilities)}")
     labels = np.asarray(labels)
