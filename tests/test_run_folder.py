@@ -1,7 +1,9 @@
 """A run's folder and options: what is refused before anything is written, and
 what a run stopped in its first epoch leaves behind."""
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,12 +68,17 @@ def test_a_folder_left_by_a_run_stopped_in_its_first_epoch_starts_again(image_fo
     out = tmp_path / "run"
     argv = TRAIN + ["--data", str(image_folder), "--out", str(out)]
     config = TrainConfig("torch", str(image_folder), 1, 71, 2)
+    for resume in ([], ["--resume"]):  # "continue it" or "run it": it starts, either way
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        runs.write_json(out / "config.json", runs.config_record(config))  # what a run writes before its first epoch
+        assert exit_code(argv + resume) == 0
+        assert len(json.loads((out / "history.json").read_text())) == 1 and (out / CHECKPOINTS["torch"]).exists()
+    shutil.rmtree(out)
     out.mkdir()
-    runs.write_json(out / "config.json", runs.config_record(config))  # what training writes before its first epoch
+    runs.write_json(out / "config.json", runs.config_record(dataclasses.replace(config, batch_size=4)))
     assert exit_code(argv + ["--resume"]) == 2
-    assert "has no checkpoint.pt; its run finished no epoch: run again without --resume" in capsys.readouterr().err
-    assert exit_code(argv) == 0
-    assert len(json.loads((out / "history.json").read_text())) == 1 and (out / CHECKPOINTS["torch"]).exists()
+    assert "was started with other options: batch_size=4 (now 2)" in capsys.readouterr().err
 
 
 def test_predictions_in_the_folder_mark_a_run_and_are_kept(image_folder, tmp_path, capsys):

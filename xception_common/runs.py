@@ -162,7 +162,8 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     """Refuse to overwrite a run, or to resume one that is not there, was
     started with other options or has run further than ``config.epochs``. A
     folder holding only the ``config.json`` of a run that finished no epoch
-    (stopped, or failed, in its first) may start again."""
+    (stopped, or failed, in its first) starts again, with or without
+    ``resume``."""
     out = Path(out)
     for parent in (out, *out.parents):
         if parent.exists():
@@ -179,16 +180,16 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     others = [name for name, other in CHECKPOINTS.items() if name != config.framework and (out / other).exists()]
     if others:
         raise RunError(f"nothing to resume with {config.framework}: {out} holds a {others[0]} run")
-    missing = [path.name for path in (out / "config.json", checkpoint) if not path.exists()]
-    if missing:
-        started = (out / "config.json").exists()
-        raise RunError(f"nothing to resume: {out} has no {' and no '.join(missing)}"
-                       + ("; its run finished no epoch: run again without --resume to start it" if started else ""))
+    if not (out / "config.json").exists():
+        missing = " and no ".join(path.name for path in (out / "config.json", checkpoint) if not path.exists())
+        raise RunError(f"nothing to resume: {out} has no {missing} from an earlier run")
     saved = {f.name: f.default for f in fields(config)} | json.loads((out / "config.json").read_text())
     differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
         raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
+    if not checkpoint.exists():
+        return  # its run finished no epoch (stopped in its first): resuming it starts it
     if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
         raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "
                        f"rate anneals over exactly those; resume it with --epochs {saved['epochs']}")
