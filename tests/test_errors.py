@@ -57,6 +57,11 @@ def test_torch_rejects_inputs(shape, message):
         Xception().eval()(torch.zeros(shape))
 
 
+def test_torch_rejects_pixels_that_are_not_scaled():
+    with pytest.raises(TypeError, match=r"expected floating-point images scaled to \[-1, 1\] .* got torch.uint8"):
+        Xception().eval()(torch.zeros((1, 3, 71, 71), dtype=torch.uint8))
+
+
 def test_smallest_input_works_in_both():
     assert build_xception(input_shape=(71, 71, 3), include_top=False).output.shape == (None, 3, 3, 2048)
     with torch.no_grad():

@@ -219,6 +219,9 @@ class Xception(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"expected a batch of images (N, 3, H, W), got shape {tuple(x.shape)}")
         arch.check_image_size(x.shape[2], x.shape[3], x.shape[1])
+        if not x.is_floating_point():
+            raise TypeError(f"expected floating-point images scaled to [-1, 1] (x / 127.5 - 1 for 8-bit pixels), "
+                            f"got {x.dtype}")
         return self.exit_flow(self.middle_flow(self.entry_flow(x)))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
