@@ -397,9 +397,12 @@ def test_sample_jpegs_are_of_the_size_asked_for(tmp_path):
     from PIL import Image
 
     bench.write_sample_jpegs(tmp_path, 3, (120, 90))
-    files = sorted((tmp_path / "train" / "a").iterdir())
+    files = sorted((tmp_path / "train").rglob("*.jpg"))
     assert [Image.open(f).size for f in files] == [(120, 90)] * 3
-    assert len(list((tmp_path / "test").rglob("*.jpg"))) == 1
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["a", "b"]  # two classes, as a data folder needs
+    assert len(list((tmp_path / "test").rglob("*.jpg"))) == 2
+    bench.write_sample_jpegs(tmp_path / "one", 1, (120, 90))  # even for one image a step: two classes
+    assert sorted(p.name for p in (tmp_path / "one" / "train").iterdir()) == ["a", "b"]
 
 
 def test_input_ratio_leaves_inference_empty():

@@ -138,3 +138,19 @@ def test_the_command_finds_images_that_moved_and_says_a_bad_run_folder_in_a_line
     with pytest.raises(SystemExit) as exit_:
         results.main([str(tmp_path / "a_file"), str(tmp_path / "s.json")] + argv[2:])
     assert exit_.value.code == 2 and "a_file" in capsys.readouterr().err
+
+
+def test_a_streamed_run_exports_its_mistakes_read_from_the_files(image_folder, tmp_path):
+    from xception_common.training import train
+
+    run = tmp_path / "run"
+    train(TrainConfig("torch", str(image_folder), 1, image_size=71, batch_size=2, precision="float32",
+                      data_loading="stream"), run, progress=False, workers=0)
+    results.export(run, tmp_path / "r.json", "cpu", "four images", "cmd", "t")
+    kept = results.load_predictions(tmp_path / "r.json")
+    wrong = kept["example_index"]
+    assert len(wrong) > 0  # one epoch on four images leaves mistakes to show
+    assert kept["example_images"].shape == (len(wrong), 71, 71, 3) and kept["example_images"].dtype == np.uint8
+    # image_folder's test images are plain colours (i · 50, 0, 0) in turn from each class: 0, 0, 50, 50.
+    for index, image in zip(wrong, kept["example_images"]):
+        assert (image == [(index // 2) * 50, 0, 0]).all()

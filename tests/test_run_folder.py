@@ -119,3 +119,13 @@ def test_resuming_another_frameworks_run_names_that_framework(tmp_path):
     finished_run(tmp_path / "run", "torch", 1)
     with pytest.raises(RunError, match="nothing to resume with keras: .* holds a torch run"):
         check_run_dir(TrainConfig("keras", "digits", 2), tmp_path / "run", resume=True)
+
+
+def test_a_run_without_its_checkpoint_is_not_started_over_on_resume(tmp_path):
+    # A finished run whose checkpoint was deleted (say, to save space once exported).
+    config = finished_run(tmp_path / "run", "torch", 2)
+    (tmp_path / "run" / CHECKPOINTS["torch"]).unlink()
+    (tmp_path / "run" / PREDICTIONS).write_bytes(b"kept")
+    with pytest.raises(RunError, match=r"nothing to resume: .* holds history.json, predictions.npz but no checkpoint"):
+        check_run_dir(config, tmp_path / "run", resume=True)
+

@@ -162,7 +162,6 @@ PLACEMENT = textwrap.dedent("""
     import numpy as np
 
     from xception_common import train_keras
-from xception_common.epoch_plan import crop_padding, epoch_plan
     from xception_common.data import Dataset
     from xception_common.runs import PREDICTIONS, TrainConfig, load_predictions
 

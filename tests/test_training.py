@@ -84,6 +84,8 @@ def test_both_frameworks_read_every_field_of_a_staircase_recipe():
         keras_rates.append(float(sgd.learning_rate))
     assert keras_rates == pytest.approx(expected, rel=1e-6)
     assert (sgd.momentum, sgd.nesterov) == (0.8, True)
+    with pytest.raises(ValueError, match="the cifar recipe's cosine schedule is make_cosine_scheduler's"):
+        train_torch.make_scheduler(optimizer, recipe.CIFAR)
 
 
 def cifar_rates(steps_per_epoch, epochs, batch_size):
@@ -450,7 +452,7 @@ def test_torch_resume_across_precisions(before, after, runs, mixed_trainers, tmp
     assert record["epoch"] == saved["epochs_done"] and np.isfinite(record["loss"])
 
 
-def test_torch_resume_restores_the_random_state_on_the_cpu(runs, tmp_path):
+def test_torch_resume_restores_the_random_state(runs, tmp_path):
     # The random state is what makes the dropout masks of a resumed run those of
     # an uninterrupted one. (On a GPU, torch.set_rng_state takes only a CPU tensor:
     # test_torch_resumes_on_a_gpu resumes there.)

@@ -474,14 +474,15 @@ def time_rounds(make_batch, options: Options, per_round: int) -> Timing:
 
 
 def write_sample_jpegs(folder: Path, count: int, size: tuple[int, int] = STREAMED_SIZE) -> None:
-    """``count`` JPEG files of ``size`` in ``folder``/train/, in turn in the
-    class folders a/ and b/, and one in each of test/a/ and test/b/: random
-    blocks of colour, smoothed by the upsampling, at JPEG quality 90."""
+    """``count`` JPEG files of ``size`` (two at least) in ``folder``/train/,
+    in turn in the class folders a/ and b/, and one in each of test/a/ and
+    test/b/: random blocks of colour, smoothed by the upsampling, at JPEG
+    quality 90."""
     from PIL import Image
 
     rng = np.random.default_rng(SEED)
     width, height = size
-    for split, number in (("train", count), ("test", 2)):
+    for split, number in (("train", max(count, 2)), ("test", 2)):
         for index in range(number):
             class_folder = folder / split / "ab"[index % 2]
             class_folder.mkdir(parents=True, exist_ok=True)

@@ -61,11 +61,14 @@ def last_within(history: list[dict], seconds: float) -> dict | None:
     return finished[-1] if finished else None
 
 
-def export(run_dir, path, machine: str, data: str, command: str, title: str, dataset=None) -> dict:
+def export(run_dir, path, machine: str, data: str, command: str, title: str, dataset=None,
+           images: str | None = None) -> dict:
     """Write the result file ``path`` for the run in ``run_dir`` and, if the
     run kept predictions, ``path`` with suffix ``.npz`` (module docstring);
-    ``dataset`` (a ``data.Dataset``) gives the test images, by default loaded
-    as the run loaded them. Returns the result. Refuses to replace a file."""
+    ``dataset`` (a ``data.Dataset``, or ``data.ImageFiles`` streamed) gives
+    the test images, by default loaded as the run loaded them, from
+    ``images`` when given (where they are now). Returns the result. Refuses
+    to replace a file."""
     run_dir, path = Path(run_dir), Path(path)
     if path.suffix != ".json":
         raise ValueError(f"a result file's name ends in .json (its .npz goes beside it), got {path}")
@@ -81,14 +84,7 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
               "history": history}
     if predictions.exists():
         if dataset is None:
-            from .data import DataError
-            from .training import load_data
-
-            try:
-                dataset = load_data(runs.load_run(run_dir)[0])
-            except DataError as error:
-                raise DataError(f"{error} (the data {run_dir / 'config.json'} records); give the images where they "
-                                "are now (--images, or dataset=)") from error
+            dataset = run_data(run_dir, images)
         saved = runs.load_predictions(predictions)
         if not np.array_equal(saved["labels"], dataset.y_test):
             raise ValueError(f"the test labels of {dataset.source} are not those {run_dir} was evaluated on")
@@ -97,14 +93,44 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
             classes[model] = saved[model].argmax(1)
             classes[f"{model}_with_flip"] = (saved[model] + saved[f"{model}_flipped"]).argmax(1)
         wrong = np.flatnonzero(classes["live"] != saved["labels"])[:EXAMPLES]
+        examples = examples_of(dataset, wrong, config["image_size"])
         path.parent.mkdir(parents=True, exist_ok=True)
         runs.atomic_write(path.with_suffix(".npz"), lambda partial: np.savez_compressed(
             partial, labels=saved["labels"].astype(np.int16), class_names=np.array(dataset.class_names),
             **{name: classes[name].astype(np.int16) for name in PREDICTED_CLASSES}, example_index=wrong,
-            example_images=dataset.x_test[wrong], example_probabilities=saved["live"][wrong].astype(np.float16)))
+            example_images=examples, example_probabilities=saved["live"][wrong].astype(np.float16)))
     path.parent.mkdir(parents=True, exist_ok=True)
     runs.write_json(path, result)
     return result
+
+
+def run_data(run_dir: Path, images: str | None = None):
+    """The data of the run in ``run_dir`` as the run loaded it (in memory or
+    streamed), from ``images`` when given; DataError saying how to point at
+    the images when its recorded path no longer reaches them."""
+    from .data import DataError
+    from .training import load_data
+
+    config = runs.load_run(run_dir)[0]
+    try:
+        return load_data(config if images is None else dataclasses.replace(config, data=images))
+    except DataError as error:
+        if images is not None:
+            raise
+        raise DataError(f"{error} (the data {run_dir / 'config.json'} records); give the images where they "
+                        "are now (--images, or images=)") from error
+
+
+def examples_of(dataset, indices, image_size: int) -> np.ndarray:
+    """The test images at ``indices``: as held in memory, or read from a
+    streamed data set's files at ``image_size``."""
+    from . import data
+
+    if not isinstance(dataset, data.ImageFiles):
+        return dataset.x_test[indices]
+    reader = data.ImageReader(dataset.source)
+    images = [reader.read(dataset.test[i], image_size) for i in indices]
+    return np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
 
 
 def confusion_matrix(labels, predicted, classes: int) -> np.ndarray:
@@ -153,13 +179,7 @@ def main(argv=None) -> int:
                         "records (as it was typed, maybe relative) does not reach them from here")
     args = parser.parse_args(argv)
     try:
-        dataset = None
-        if args.images is not None:
-            from .training import load_data
-
-            config = runs.load_run(args.run_dir)[0]
-            dataset = load_data(dataclasses.replace(config, data=args.images))
-        export(args.run_dir, args.path, args.machine, args.data, args.command, args.title, dataset)
+        export(args.run_dir, args.path, args.machine, args.data, args.command, args.title, images=args.images)
     except (OSError, ValueError) as error:
         parser.error(str(error))
     return 0

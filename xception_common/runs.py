@@ -189,6 +189,9 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
         raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
     if not checkpoint.exists():
+        if holds_run:  # a run's history or predictions without its checkpoint: it would start over
+            found = ", ".join(name for name in files if (out / name).exists())
+            raise RunError(f"nothing to resume: {out} holds {found} but no {checkpoint.name}; choose another --out")
         return  # its run finished no epoch (stopped in its first): resuming it starts it
     if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
         raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "

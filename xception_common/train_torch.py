@@ -98,6 +98,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer,
                    training_recipe: recipe.Recipe = recipe.PAPER) -> torch.optim.lr_scheduler.StepLR:
     """A staircase recipe's schedule (the paper's: × 0.94 every 2 epochs);
     call ``step()`` once at the end of each epoch."""
+    if training_recipe.schedule != "staircase":
+        raise ValueError(f"make_scheduler is for staircase recipes; the {training_recipe.name} recipe's "
+                         f"{training_recipe.schedule} schedule is make_cosine_scheduler's")
     return torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=training_recipe.epochs_per_decay, gamma=training_recipe.learning_rate_decay
     )
