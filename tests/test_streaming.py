@@ -69,6 +69,24 @@ def test_streamed_batches_are_the_in_memory_batches_of_the_same_plan(mixed_sizes
                            train_torch.planned_batch(images, plan, step, 9, 71, False))
 
 
+def test_a_plan_placed_on_the_device_makes_the_batches_of_the_plan_in_host_memory(mixed_sizes):
+    whole = data.load(str(mixed_sizes), resize_mixed_to=71)
+    in_memory = train_torch.ImagesInMemory(whole.x_train, whole.y_train, torch.device("cpu"))
+    plan = epoch_plan(24, 6, crop_padding(71), True, seed=0, epoch=0)
+    placed = in_memory.placed(plan)
+    for name in ("order", "rows", "cols", "flips"):
+        array, tensor = getattr(plan, name), getattr(placed, name)
+        assert isinstance(tensor, torch.Tensor) and tensor.device == in_memory.images.device
+        np.testing.assert_array_equal(tensor.numpy(), array)
+    pairs = zip(in_memory.batches(plan.order), in_memory.batches(placed.order), strict=True)
+    for step, ((images, labels), (placed_images, placed_labels)) in enumerate(pairs):
+        assert torch.equal(placed_images, images) and torch.equal(placed_labels, labels)
+        assert torch.equal(train_torch.planned_batch(placed_images, placed, step, 9, 71, False),
+                           train_torch.planned_batch(images, plan, step, 9, 71, False))
+    files = data.list_images(str(mixed_sizes))
+    assert train_torch.StreamedImages(files, "train", 71, torch.device("cpu"), workers=0).placed(plan) is plan
+
+
 def test_streamed_images_are_padded_for_the_size_they_are_read_at(mixed_sizes):
     # In memory, images keep their own size until the crop: 96 px pads by 12.
     assert padding_of(data.load(str(mixed_sizes), resize_mixed_to=96), image_size=299) == 96 // 8

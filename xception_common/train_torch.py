@@ -13,6 +13,7 @@ several processes under torchrun, through ``DistributedDataParallel``
 import contextlib
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from . import data, distributed, recipe
-from .epoch_plan import padding_of, plan_of, steps_per_epoch
+from .epoch_plan import EpochPlan, padding_of, plan_of, steps_per_epoch
 from .runs import PREDICTIONS, atomic_write, write_predictions
 from .seeding import seed_all
 from .torch_xception import Xception
@@ -172,6 +173,13 @@ class ImagesInMemory:
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
         self.labels = torch.from_numpy(labels).long().to(device)
 
+    def placed(self, plan: EpochPlan) -> EpochPlan:
+        """``plan`` as tensors on the device, copied in one go: a copy from
+        host memory at each step would wait there for the GPU to finish the
+        steps queued before it, so the host could not queue the next one."""
+        device = self.images.device
+        return EpochPlan(*(torch.as_tensor(getattr(plan, field.name), device=device) for field in fields(plan)))
+
     def batches(self, rows):
         """The uint8 images and labels of each list of indices in ``rows``."""
         for indices in rows:
@@ -204,6 +212,10 @@ class StreamedImages:
         self.dataset = ImageFilesDataset(data.ImageReader(files.source), paths, labels, image_size)
         self.labels = torch.from_numpy(labels).long().to(device)
         self.device, self.workers = device, workers
+
+    def placed(self, plan: EpochPlan) -> EpochPlan:
+        """``plan`` as it is: the DataLoader takes its indices from host memory."""
+        return plan
 
     def batches(self, rows):
         """The uint8 images and labels of each list of indices in ``rows``."""
@@ -286,7 +298,8 @@ class Trainer:
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
-        plan = plan_of(self.dataset, c, self.epochs_done).share(self.place.rank, self.place.world_size)
+        plan = self.train.placed(plan_of(self.dataset, c, self.epochs_done).share(self.place.rank,
+                                                                                  self.place.world_size))
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         batches = tqdm(self.train.batches(plan.order), desc=f"epoch {self.epochs_done + 1}", total=plan.steps,
