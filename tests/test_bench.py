@@ -242,6 +242,18 @@ def test_a_given_peak_fills_the_mfu_column_on_a_cpu(tmp_path, capsys):
     assert f"{torch_row['train_mfu_percent']:.2f}%" in out
 
 
+def test_without_torchinfo_the_table_keeps_its_measurements_and_says_why_mfu_is_missing(monkeypatch, tmp_path,
+                                                                                       capsys):
+    monkeypatch.setitem(sys.modules, "torchinfo", None)  # makes `import torchinfo` fail
+    path = tmp_path / "results.json"
+    assert bench.main([*TINY, "--models", "torch", "--peak-tflops", "2", "--json", str(path)]) == 0
+    [row] = json.loads(path.read_text())
+    assert row["status"] == "ok" and row["train_images_per_s"] > 0 and row["train_mfu_percent"] is None
+    out = capsys.readouterr().out
+    assert "MFU: not computed, since torchinfo is not installed (pip install torchinfo)" in out
+    assert "GFLOP per training image" not in out
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_a_peak_must_be_positive(value, capsys):
     with pytest.raises(SystemExit):

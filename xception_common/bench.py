@@ -813,17 +813,25 @@ def main(argv=None) -> int:
     args, options = parse_args(argv)
     if options.device == "cuda":
         import_torch().backends.cudnn.benchmark = True  # the warm-up steps pay for the tuning
+    # The model's FLOPs before any timing: without torchinfo, which counts
+    # them, the table loses its MFU column, not its measurements.
+    peak, flops, missing = peak_for(options), None, None
+    if peak("float32"):
+        try:
+            flops = training_flops_per_image(options)
+        except ImportError as error:
+            missing = error.name
     results = [run_model(name, options) for name in args.models]
     add_ratios(results)
-    peak, flops = peak_for(options), None
-    if any(peak(r.precision) for r in results if r.precision):
-        flops = training_flops_per_image(options)
+    if flops:
         add_utilisation(results, flops, peak)
     machine = machine_line(options)
     print(machine)
     print(format_table(results, markdown=args.markdown))
-    if flops:
+    if any(r.train_mfu_percent is not None for r in results):
         print(utilisation_line(options, flops))
+    elif missing:
+        print(f"MFU: not computed, since {missing} is not installed (pip install {missing})")
     if args.json:
         context = {"machine": machine, **asdict(options)}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
