@@ -12,7 +12,7 @@
 # CIFAR recipe's schedule spans all its epochs: run again to finish it.
 # Environment (and scripts/common.sh's): RUNS_TO_MAKE, recipe:seed pairs
 # (default "cifar:0 cifar:1 paper:0"); BENCH, image:batch pairs for the
-# benchmark (default "128:256"; empty to skip), whose profiler traces go to
+# benchmark (default "128:512"; empty to skip), whose profiler traces go to
 # $RUNS/profile. TRAIN OPTIONS (image size, batch size, --compile-mode...)
 # apply to every run. Exits 1 if any step failed.
 set -uo pipefail
@@ -23,7 +23,7 @@ begin "$1" "$2"
 epochs=${3:-30}
 shift $(($# < 3 ? $# : 3))
 
-bench=${BENCH-128:256}
+bench=${BENCH-128:512}
 [ -n "$bench" ] && : > "$results/bench.md"
 for pair in $bench; do
     "$python" -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" --steps 20 --warmup 5 \
