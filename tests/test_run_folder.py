@@ -4,9 +4,11 @@ what a run stopped in its first epoch leaves behind."""
 import dataclasses
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from xception_common import runs
 from xception_common.runs import CHECKPOINTS, PREDICTIONS, RunError, TrainConfig, check_run_dir
@@ -97,13 +99,27 @@ def test_an_out_folder_below_a_file_is_refused_before_the_data_is_read(tmp_path,
     assert (tmp_path / "a_file").read_text() == "kept"
 
 
+def write_checkpoint(path: Path, framework: str, epochs: int | None) -> None:
+    """A checkpoint as each framework's ``fit`` saves it, holding only what
+    ``check_run_dir`` reads of it: the epochs it finished (``None``: a Keras
+    checkpoint from before checkpoints kept their history)."""
+    history = [{"epoch": e} for e in range(epochs or 0)]
+    if framework == "torch":
+        torch.save({"epochs_done": epochs, "history": history}, path)
+        return
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model.weights.h5", b"")
+        if epochs is not None:
+            archive.writestr(runs.KERAS_HISTORY_MEMBER, json.dumps(history))
+
+
 def finished_run(out: Path, framework: str, epochs: int) -> TrainConfig:
-    """A folder as a finished run of ``epochs`` leaves it (the checkpoint's content is not read here)."""
+    """A folder as a finished run of ``epochs`` leaves it."""
     config = TrainConfig(framework, "digits", epochs)
     out.mkdir()
     runs.write_json(out / "config.json", runs.config_record(config))
     runs.write_json(out / "history.json", [{"epoch": e} for e in range(epochs)])
-    (out / CHECKPOINTS[framework]).write_bytes(b"")
+    write_checkpoint(out / CHECKPOINTS[framework], framework, epochs)
     return config
 
 
@@ -113,6 +129,33 @@ def test_a_run_is_not_resumed_to_fewer_epochs_than_it_finished(tmp_path):
         check_run_dir(TrainConfig("torch", "digits", 1), tmp_path / "run", resume=True)
     check_run_dir(config, tmp_path / "run", resume=True)  # the same length: accepted (predictions written again)
     check_run_dir(TrainConfig("torch", "digits", 3), tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_the_epochs_finished_are_read_from_the_checkpoint_which_history_json_can_lag(framework, tmp_path):
+    # Stopped between writing the checkpoint of epoch 2 and history.json: the folder's history says 1.
+    finished_run(tmp_path / "run", framework, 2)
+    runs.write_json(tmp_path / "run" / "history.json", [{"epoch": 0}])
+    with pytest.raises(RunError, match="has finished 2 epochs; resume it with --epochs 2 or more"):
+        check_run_dir(TrainConfig(framework, "digits", 1), tmp_path / "run", resume=True)
+    check_run_dir(TrainConfig(framework, "digits", 2), tmp_path / "run", resume=True)
+
+
+def test_a_keras_checkpoint_without_its_history_counts_the_epochs_of_history_json(tmp_path):
+    finished_run(tmp_path / "run", "keras", 2)
+    write_checkpoint(tmp_path / "run" / CHECKPOINTS["keras"], "keras", None)
+    with pytest.raises(RunError, match="has finished 2 epochs"):
+        check_run_dir(TrainConfig("keras", "digits", 1), tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_damaged_checkpoint_is_named_and_left_as_it_is(framework, tmp_path):
+    config = finished_run(tmp_path / "run", framework, 2)
+    checkpoint = tmp_path / "run" / CHECKPOINTS[framework]
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match=rf"cannot read {checkpoint} \(.*\); it is damaged or not a checkpoint"):
+        check_run_dir(config, tmp_path / "run", resume=True)
+    assert checkpoint.read_bytes() == b"not a checkpoint"
 
 
 def test_resuming_another_frameworks_run_names_that_framework(tmp_path):

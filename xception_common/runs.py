@@ -15,11 +15,15 @@ A run's folder holds three files while it trains, and a fourth at its end:
 
 Every file is written whole or not at all (``atomic_write``). The checkpoint
 is replaced first, so a run stopped between the two writes still has its whole
-history in the checkpoint, and resuming writes ``history.json`` anew from it.
+history in the checkpoint, and resuming writes ``history.json`` anew from it;
+the epochs a run has finished are read from its checkpoint
+(``checkpoint_epochs``).
 """
 
 import json
 import os
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from .seeding import FRAMEWORKS, MAX_SEED
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 64
 CHECKPOINTS = {"torch": "checkpoint.pt", "keras": "checkpoint.keras"}
+KERAS_HISTORY_MEMBER = "history.json"  # the member of a .keras checkpoint that keeps the run's history
 PREDICTIONS = "predictions.npz"
 # The models whose test probabilities a finished run keeps, each with BatchNorm
 # statistics of its own: the live and the averaged weights, on the test images
@@ -196,10 +201,39 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
         raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "
                        f"rate anneals over exactly those; resume it with --epochs {saved['epochs']}")
-    history = out / "history.json"
-    finished = len(json.loads(history.read_text())) if history.exists() else 0
+    finished = checkpoint_epochs(checkpoint)
+    if finished is None:  # a Keras checkpoint from before checkpoints kept their history
+        history = out / "history.json"
+        finished = len(json.loads(history.read_text())) if history.exists() else 0
     if finished > config.epochs:
         raise RunError(f"{out} has finished {finished} epochs; resume it with --epochs {finished} or more")
+
+
+def checkpoint_epochs(checkpoint: Path) -> int | None:
+    """The epochs that the run whose checkpoint this is has finished, read
+    from the checkpoint: ``history.json`` is written after it, so a run
+    stopped between the two writes has one epoch more in its checkpoint.
+    None for a Keras checkpoint from before checkpoints kept their history."""
+    try:
+        if checkpoint.suffix == ".keras":
+            history = keras_checkpoint_history(checkpoint)
+            return None if history is None else len(history)
+        import torch
+
+        # Mapped rather than read: only the record of what it holds is loaded.
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["epochs_done"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as error:
+        raise RunError(f"cannot read {checkpoint} ({type(error).__name__}: {error}); it is damaged or not a "
+                       "checkpoint of this package: choose another --out") from None
+
+
+def keras_checkpoint_history(checkpoint: Path) -> list[dict] | None:
+    """The history kept in a ``.keras`` checkpoint; None in one from before they kept it."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        if KERAS_HISTORY_MEMBER not in archive.namelist():
+            return None
+        return json.loads(archive.read(KERAS_HISTORY_MEMBER))
 
 
 def load_run(out) -> tuple[TrainConfig, list[dict]]:

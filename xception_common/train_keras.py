@@ -29,10 +29,15 @@ import tensorflow as tf  # noqa: E402
 from . import data, recipe  # noqa: E402
 from .epoch_plan import padding_of, plan_of, steps_per_epoch  # noqa: E402
 from .keras_xception import build_xception  # noqa: E402
-from .runs import PREDICTIONS, RECORD_KEYS, atomic_write, write_predictions  # noqa: E402
+from .runs import (  # noqa: E402
+    KERAS_HISTORY_MEMBER,
+    PREDICTIONS,
+    RECORD_KEYS,
+    atomic_write,
+    keras_checkpoint_history,
+    write_predictions,
+)
 from .seeding import seed_all  # noqa: E402
-
-HISTORY_MEMBER = "history.json"  # inside the .keras checkpoint
 
 
 def learning_rate_schedule(steps: int, training_recipe: recipe.Recipe = recipe.PAPER, epochs: int = 1,
@@ -418,15 +423,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def save(self, path: Path) -> None:
         self.model.save(path)
         with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(HISTORY_MEMBER, json.dumps(self.history))
-
-
-def saved_history(checkpoint: Path) -> list[dict] | None:
-    """The history kept in a checkpoint; None in one from before they kept it."""
-    with zipfile.ZipFile(checkpoint) as archive:
-        if HISTORY_MEMBER not in archive.namelist():
-            return None
-        return json.loads(archive.read(HISTORY_MEMBER))
+            archive.writestr(KERAS_HISTORY_MEMBER, json.dumps(self.history))
 
 
 def resolve_device(device: str | None) -> str | None:
@@ -515,7 +512,7 @@ def fit(config, dataset, checkpoint: Path | None, saved, earlier=(), progress=Tr
         if checkpoint and checkpoint.exists():
             model = keras.saving.load_model(checkpoint)
             first_epoch = int(model.optimizer.iterations.numpy()) // steps
-            history = saved_history(checkpoint)
+            history = keras_checkpoint_history(checkpoint)
             history = list(earlier[:first_epoch]) if history is None else history
         else:
             model = build_model(dataset, config, steps, gpu)
