@@ -88,6 +88,13 @@ def test_both_frameworks_read_every_field_of_a_staircase_recipe():
         train_torch.make_scheduler(optimizer, recipe.CIFAR)
 
 
+def test_the_papers_rate_at_each_step_is_its_epochs_rate_whatever_the_batch():
+    steps = 5
+    for batch_size in (32, 512):
+        formula = [recipe.PAPER.learning_rate_at(step, steps, 11, batch_size) for step in range(steps * 11)]
+        assert formula == pytest.approx([rate for rate in PAPER_SCHEDULE for _ in range(steps)], rel=1e-12)
+
+
 def cifar_rates(steps_per_epoch, epochs, batch_size):
     """The CIFAR recipe's rate at every step, from its own definition written out:
     0.1 · batch / 128 at the peak, a linear warm-up over 2 epochs from a tenth
@@ -102,6 +109,9 @@ def cifar_rates(steps_per_epoch, epochs, batch_size):
 def test_both_frameworks_follow_the_cifar_recipes_schedule():
     steps, epochs, batch_size = 7, 6, 64
     expected = cifar_rates(steps, epochs, batch_size)
+    # The formula notebook 05 plots, against the definition written out.
+    formula = [recipe.CIFAR.learning_rate_at(step, steps, epochs, batch_size) for step in range(steps * epochs)]
+    assert formula == pytest.approx(expected, rel=1e-12)
     keras_schedule = train_keras.learning_rate_schedule(steps, recipe.CIFAR, epochs, batch_size)
     keras_rates = [float(keras_schedule(step)) for step in range(steps * epochs)]
     assert keras_rates == pytest.approx(expected, rel=1e-5, abs=1e-9)

@@ -12,7 +12,7 @@ each final model predicts for each test image (``PREDICTED_CLASSES``), the
 class names, and the first ``EXAMPLES`` test images the live model gets
 wrong with its probabilities for them, so that a notebook can show its
 mistakes without the data set. Classes rather than probabilities keep the
-file small: some 100 KB for 4,000 test images of CIFAR-10, most of it the
+file small: about 100 KB for CIFAR-10's 10,000 test images, most of it the
 example images.
 
     python -m xception_common.results RUN_DIR RESULT.json --machine M --data D --command C --title T [--images P]
