@@ -4,8 +4,10 @@ Each case runs in a fresh interpreter, so that a segmentation fault is a
 failed test rather than a dead test runner. See xception_common/load_order.py.
 """
 
+import importlib.metadata
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 
@@ -31,16 +33,41 @@ ORDERS = {
 }
 
 
+# The control: TensorFlow, then an optimizer built, with nothing of the package
+# imported. With the versions known to conflict, this is the crash the package
+# prevents (tensorflow/tensorflow#124205).
+UNPROTECTED = "import tensorflow\nimport torch\ntorch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)\n"
+KNOWN_TO_CONFLICT = {"tensorflow": ("2.20", "2.21"), "triton": ("3.7", "3.8")}  # major.minor seen to crash
+
+
 @pytest.fixture(scope="module")
 def exits():
-    """Each order in its own interpreter, all started at once: (status, stdout, stderr)."""
+    """Each order, and the control, in its own interpreter, all started at once: (status, stdout, stderr)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     report = "import xception_common\nprint(xception_common.triton_load)\n"
-    processes = {order: subprocess.Popen([sys.executable, "-c", code + report], env=env, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for order, (code, _) in ORDERS.items()}
-    outputs = {order: process.communicate(timeout=300) for order, process in processes.items()}
-    return {order: (processes[order].returncode, *outputs[order]) for order in ORDERS}
+    codes = {order: code + report for order, (code, _) in ORDERS.items()} | {"unprotected": UNPROTECTED}
+    processes = {name: subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for name, code in codes.items()}
+    outputs = {name: process.communicate(timeout=300) for name, process in processes.items()}
+    return {name: (processes[name].returncode, *outputs[name]) for name in codes}
+
+
+def major_minor(package: str) -> str | None:
+    try:
+        return ".".join(importlib.metadata.version(package).split(".")[:2])
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def test_without_the_package_the_same_use_crashes_where_the_versions_are_known_to_conflict(exits):
+    versions = {package: major_minor(package) for package in KNOWN_TO_CONFLICT}
+    if versions["triton"] is None:
+        pytest.skip("no triton (a CPU-only torch): nothing conflicts")
+    if any(versions[package] not in known for package, known in KNOWN_TO_CONFLICT.items()):
+        pytest.skip(f"{versions}: not among the versions known to conflict, {KNOWN_TO_CONFLICT}")
+    status, _, stderr = exits["unprotected"]
+    assert status == -signal.SIGSEGV, f"exit status {status}\n{stderr[-2000:]}"
 
 
 @pytest.mark.parametrize("order", ORDERS)
