@@ -148,14 +148,36 @@ def test_a_keras_checkpoint_without_its_history_counts_the_epochs_of_history_jso
         check_run_dir(TrainConfig("keras", "digits", 1), tmp_path / "run", resume=True)
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_a_damaged_checkpoint_is_named_and_left_as_it_is(framework, tmp_path):
+def damage(checkpoint: Path, how: str) -> None:
+    if how == "not a zip":
+        checkpoint.write_bytes(b"not a checkpoint")
+    elif how == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    else:  # a zip archive, but not what the framework wrote
+        with zipfile.ZipFile(checkpoint, "w") as archive:
+            archive.writestr(runs.KERAS_HISTORY_MEMBER, "{not json")
+
+
+@pytest.mark.parametrize(
+    "framework, how, message",
+    [
+        ("torch", "not a zip", "it is not a zip archive"),
+        ("keras", "not a zip", "it is not a zip archive"),
+        ("torch", "truncated", "it is not a zip archive"),
+        ("torch", "another zip", r"\(RuntimeError: [^\n]*\)"),
+        ("keras", "another zip", r"\(JSONDecodeError: [^\n]*\)"),
+    ],
+)
+def test_a_damaged_checkpoint_is_named_in_one_line_and_left_as_it_is(framework, how, message, tmp_path):
     config = finished_run(tmp_path / "run", framework, 2)
     checkpoint = tmp_path / "run" / CHECKPOINTS[framework]
-    checkpoint.write_bytes(b"not a checkpoint")
-    with pytest.raises(RunError, match=rf"cannot read {checkpoint} \(.*\); it is damaged or not a checkpoint"):
+    damage(checkpoint, how)
+    before = checkpoint.read_bytes()
+    expected = rf"cannot read {checkpoint}.*{message}.*; it is damaged or not a checkpoint"
+    with pytest.raises(RunError, match=expected) as raised:
         check_run_dir(config, tmp_path / "run", resume=True)
-    assert checkpoint.read_bytes() == b"not a checkpoint"
+    assert "\n" not in str(raised.value)
+    assert checkpoint.read_bytes() == before
 
 
 def test_resuming_another_frameworks_run_names_that_framework(tmp_path):

@@ -83,8 +83,21 @@ def test_a_plan_placed_on_the_device_makes_the_batches_of_the_plan_in_host_memor
         assert torch.equal(placed_images, images) and torch.equal(placed_labels, labels)
         assert torch.equal(train_torch.planned_batch(placed_images, placed, step, 9, 71, False),
                            train_torch.planned_batch(images, plan, step, 9, 71, False))
+    # Streamed, the order stays in host memory for the DataLoader; crops and flips go to the device.
     files = data.list_images(str(mixed_sizes))
-    assert train_torch.StreamedImages(files, "train", 71, torch.device("cpu"), workers=0).placed(plan) is plan
+    streamed = train_torch.StreamedImages(files, "train", 71, torch.device("cpu"), workers=0).placed(plan)
+    assert streamed.order is plan.order
+    for name in ("rows", "cols", "flips"):
+        assert isinstance(getattr(streamed, name), torch.Tensor)
+        np.testing.assert_array_equal(getattr(streamed, name).numpy(), getattr(plan, name))
+
+
+def test_a_plan_is_placed_on_the_images_device():
+    # The meta device holds no data: a plan left in host memory, or placed on the CPU, would show.
+    images, labels = np.zeros((8, 32, 32, 3), np.uint8), np.arange(8) % 2
+    plan = epoch_plan(8, 4, crop_padding(32), True, seed=0, epoch=0).share(1, 2)
+    placed = train_torch.ImagesInMemory(images, labels, torch.device("meta")).placed(plan)
+    assert all(getattr(placed, name).device.type == "meta" for name in ("order", "rows", "cols", "flips"))
 
 
 def test_streamed_images_are_padded_for_the_size_they_are_read_at(mixed_sizes):

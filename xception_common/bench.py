@@ -442,17 +442,18 @@ def bench_torch_input(options: Options) -> Result:
     import torch
 
     from .epoch_plan import crop_padding
-    from .train_torch import training_batch
+    from .train_torch import ImagesInMemory, training_batch
 
     device = torch.device(options.device)
     images, labels, plan = input_data(options, input_images(options))
-    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-    labels = torch.from_numpy(labels).to(device)
+    memory = ImagesInMemory(images, labels, device)
+    plan = memory.placed(plan)  # on the device once, as training places each epoch's plan
     cuda = device.type == "cuda"
     steps = itertools.cycle(range(plan.steps))
 
     def make_batch():
-        training_batch(images, labels, plan, next(steps), crop_padding(INPUT_SIZE), options.image_size, cuda)
+        training_batch(memory.images, memory.labels, plan, next(steps), crop_padding(INPUT_SIZE),
+                       options.image_size, cuda)
 
     settings = f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px"
     return measured("torch-input", settings, options, time_steps(make_batch, options))
@@ -819,7 +820,9 @@ def main(argv=None) -> int:
     if peak("float32"):
         try:
             flops = training_flops_per_image(options)
-        except ImportError as error:
+        except ModuleNotFoundError as error:
+            if error.name != "torchinfo":
+                raise
             missing = error.name
     results = [run_model(name, options) for name in args.models]
     add_ratios(results)
@@ -830,7 +833,7 @@ def main(argv=None) -> int:
     print(format_table(results, markdown=args.markdown))
     if any(r.train_mfu_percent is not None for r in results):
         print(utilisation_line(options, flops))
-    elif missing:
+    elif missing and any(r.precision for r in results):  # a row that trains a model
         print(f"MFU: not computed, since {missing} is not installed (pip install {missing})")
     if args.json:
         context = {"machine": machine, **asdict(options)}

@@ -13,7 +13,7 @@ runs beside the training steps:
 The scaling is Keras' Xception preprocessing (``x / 127.5 - 1``).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -31,11 +31,14 @@ class EpochPlan:
     def steps(self) -> int:
         return len(self.order)
 
+    def map(self, function) -> "EpochPlan":
+        """The plan with ``function`` applied to each of its arrays."""
+        return EpochPlan(*(function(getattr(self, field.name)) for field in fields(self)))
+
     def share(self, replica: int, replicas: int) -> "EpochPlan":
         """The part of every batch that replica ``replica`` of ``replicas``
         trains on (``distributed.share``)."""
-        return EpochPlan(*(distributed.share(getattr(self, name), replica, replicas)
-                           for name in ("order", "rows", "cols", "flips")))
+        return self.map(lambda array: distributed.share(array, replica, replicas))
 
 
 def crop_padding(native_size: int) -> int:

@@ -214,18 +214,27 @@ def checkpoint_epochs(checkpoint: Path) -> int | None:
     from the checkpoint: ``history.json`` is written after it, so a run
     stopped between the two writes has one epoch more in its checkpoint.
     None for a Keras checkpoint from before checkpoints kept their history."""
-    try:
-        if checkpoint.suffix == ".keras":
+    damaged = "it is damaged or not a checkpoint of this package: choose another --out"
+    if not zipfile.is_zipfile(checkpoint):  # both frameworks' checkpoints are zip archives
+        raise RunError(f"cannot read {checkpoint}: it is not a zip archive; {damaged}")
+    if checkpoint.suffix == ".keras":
+        try:
             history = keras_checkpoint_history(checkpoint)
-            return None if history is None else len(history)
-        import torch
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise RunError(f"cannot read {checkpoint} ({first_line(error)}); {damaged}") from None
+        return None if history is None else len(history)
+    import torch
 
-        # Mapped rather than read: only the record of what it holds is loaded.
+    try:  # mapped rather than read: only the record of what it holds is loaded
         return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["epochs_done"])
-    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, zipfile.BadZipFile,
-            pickle.UnpicklingError) as error:
-        raise RunError(f"cannot read {checkpoint} ({type(error).__name__}: {error}); it is damaged or not a "
-                       "checkpoint of this package: choose another --out") from None
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        raise RunError(f"cannot read {checkpoint} ({first_line(error)}); {damaged}") from None
+
+
+def first_line(error: Exception) -> str:
+    """An error's type and the first line of its message (PyTorch's run to paragraphs)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def keras_checkpoint_history(checkpoint: Path) -> list[dict] | None:

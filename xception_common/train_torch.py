@@ -13,7 +13,6 @@ several processes under torchrun, through ``DistributedDataParallel``
 import contextlib
 import os
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +176,7 @@ class ImagesInMemory:
         """``plan`` as tensors on the device, copied in one go: a copy from
         host memory at each step would wait there for the GPU to finish the
         steps queued before it, so the host could not queue the next one."""
-        device = self.images.device
-        return EpochPlan(*(torch.as_tensor(getattr(plan, field.name), device=device) for field in fields(plan)))
+        return plan.map(lambda array: torch.as_tensor(array, device=self.images.device))
 
     def batches(self, rows):
         """The uint8 images and labels of each list of indices in ``rows``."""
@@ -214,8 +212,11 @@ class StreamedImages:
         self.device, self.workers = device, workers
 
     def placed(self, plan: EpochPlan) -> EpochPlan:
-        """``plan`` as it is: the DataLoader takes its indices from host memory."""
-        return plan
+        """``plan`` with its crops and flips on the device, copied in one go
+        (see ``ImagesInMemory.placed``); its order stays in host memory, where
+        the DataLoader takes its indices."""
+        return EpochPlan(plan.order, *(torch.as_tensor(array, device=self.device)
+                                       for array in (plan.rows, plan.cols, plan.flips)))
 
     def batches(self, rows):
         """The uint8 images and labels of each list of indices in ``rows``."""
@@ -298,8 +299,8 @@ class Trainer:
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
         c = self.config
-        plan = self.train.placed(plan_of(self.dataset, c, self.epochs_done).share(self.place.rank,
-                                                                                  self.place.world_size))
+        share = plan_of(self.dataset, c, self.epochs_done).share(self.place.rank, self.place.world_size)
+        plan = self.train.placed(share)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         batches = tqdm(self.train.batches(plan.order), desc=f"epoch {self.epochs_done + 1}", total=plan.steps,
