@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_dataset
+from torch.optim.swa_utils import AveragedModel
 
 from xception_common import recipe, train_keras, train_torch
 from xception_common import results as results_module
@@ -472,6 +474,88 @@ def test_torch_resume_restores_the_random_state(runs, tmp_path):
     assert not torch.equal(torch.get_rng_state(), saved["rng"])
     trainer.load_state_dict(saved)
     assert torch.equal(torch.get_rng_state(), saved["rng"])
+
+
+def small_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * 6 * 6, 2))
+
+
+def test_the_polyak_average_is_an_exponential_moving_average_of_the_weights():
+    """After updates with weights w0, w1, w2, w3 the average is
+    w0 · d³ + Σ wt · (1 - d) · d^(3-t), computed here in float64; the
+    BatchNorm buffers are the live model's, and the state dict is
+    ``AveragedModel``'s (it loads into one, strictly)."""
+    decay, model = 0.8, small_model()
+    average = train_torch.PolyakAverage(model, decay)
+    snapshots = []
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(2, 3, 8, 8))  # training mode: the BatchNorm buffers move
+        snapshots.append([p.detach().double().clone() for p in model.parameters()])
+        average.update_parameters(model)
+    for i, averaged in enumerate(average.module.parameters()):
+        expected = snapshots[0][i] * decay ** 3 + sum(
+            snapshots[t][i] * (1 - decay) * decay ** (3 - t) for t in (1, 2, 3))
+        torch.testing.assert_close(averaged.double(), expected, rtol=1e-6, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(average.module.buffers(), model.buffers(), strict=True))
+    assert average.n_averaged.item() == 4
+    AveragedModel(small_model()).load_state_dict(average.state_dict(), strict=True)
+
+
+def test_the_polyak_update_moves_nothing_between_host_and_device():
+    """On the meta device (shapes only), every op of an update touches either
+    the host's counter or the model's tensors, never both: nothing is copied
+    from host memory. The control: ``AveragedModel``'s own update copies its
+    counter to the device, and this check sees it."""
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class DevicesOfEachOp(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.mixed = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+            if len({t.device.type for t in tensors}) > 1:
+                self.mixed.append(str(func))
+            return out
+
+    def mixed_ops(average, model):
+        average.update_parameters(model)  # the first update copies
+        with DevicesOfEachOp() as recorder:
+            average.update_parameters(model)
+        return recorder.mixed
+
+    model = small_model().to("meta")
+    assert mixed_ops(train_torch.PolyakAverage(model, 0.9), model) == []
+    control = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    assert mixed_ops(control, model) == ["aten._to_copy.default"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_training_step_does_not_wait_for_the_gpu():
+    """Under ``torch.cuda.set_sync_debug_mode("warn")`` an epoch of 6 steps
+    warns of as many synchronising calls as an epoch of 2: those of the
+    epoch's start and end, none at each step."""
+    warned = {}
+    for n in (16, 48):
+        trainer = train_torch.Trainer(tiny_dataset(n=n), config("torch", 1), progress=False, device="cuda")
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trainer.train_epoch()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        warned[n // 8] = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    assert len(warned[6]) == len(warned[2]), warned
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -127,6 +127,35 @@ def l2_penalty(model: nn.Module, weight_decay: float = recipe.WEIGHT_DECAY) -> t
     return weight_decay / 2 * torch.nn.utils.get_total_norm(kernels(model)) ** 2
 
 
+class PolyakAverage(AveragedModel):
+    """The paper's Polyak averaging: an exponential moving average of the
+    weights, ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))``,
+    with an update that stays on the device.
+
+    ``AveragedModel.update_parameters`` hands its averaging function the
+    number of updates so far, and for that copies its counter, a tensor in
+    host memory, to the device at every call (as of torch 2.14); a blocking copy
+    from host memory waits for the device to finish its queue, so each
+    training step would wait for the one before. The EMA function ignores
+    the counter, so here it is given the host's. Everything else is as in
+    ``AveragedModel``: the first call copies the weights, the BatchNorm
+    buffers follow the live model's, and the state dict (``module.*`` and
+    ``n_averaged``) is the same, so checkpoints load either way."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        averaged, live = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        if self.n_averaged == 0:  # read on the host
+            torch._foreach_copy_(averaged, live)
+        else:
+            self.multi_avg_fn(averaged, live, self.n_averaged)
+        torch._foreach_copy_(list(self.module.buffers()), [b.detach() for b in model.buffers()])
+        self.n_averaged += 1
+
+
 def augment(images: torch.Tensor, rows, cols, flips, padding: int) -> torch.Tensor:
     """Zero-pad a uint8 NCHW batch, crop each image back to its size at its
     own offset, and mirror the flagged ones."""
@@ -274,7 +303,7 @@ class Trainer:
         if self.replicated:
             forward = DistributedDataParallel(self.model, device_ids=[self.device] if self.gpu else None)
         self.forward = torch.compile(forward, mode=config.compile_mode) if config.compile_mode else forward
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.ema = PolyakAverage(self.model, config.ema_decay)
         if isinstance(dataset, data.ImageFiles):  # read as needed, at image_size
             workers = default_workers() if workers is None else workers
             self.train = StreamedImages(dataset, "train", config.image_size, self.device, workers)
