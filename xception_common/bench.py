@@ -14,6 +14,13 @@ already on the device, so only the model is measured:
   by default ``reduce-overhead`` on CUDA, which replays the step's kernels as
   CUDA graphs, and ``default`` on CPU); its settings give the compile time, the
   first training and inference steps, which the warm-up pays;
+* ``torch-trainer``: a training step as ``train`` runs it
+  (``train_torch.Trainer.train_step``, CIFAR recipe), on CIFAR-sized uint8
+  images on the device: the batch made from them by the epoch plan, the
+  model's step in the precision and layout training uses, the Polyak
+  average's update, the rate's step and the loss and accuracy summed on the
+  device. Its ratio is to the ``torch`` row: what the loop around the model
+  costs;
 * ``timm``: ``legacy_xception`` in its default fp32 eager mode, the reference
   for the PyTorch rows;
 * ``keras``: our ``build_xception``; ``keras-applications``:
@@ -80,12 +87,13 @@ from . import architecture as arch
 from .runs import COMPILE_MODES, auto_precision
 from .seeding import seed_all
 
-MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream", "keras",
+MODELS = ("torch", "torch-fp32", "torch-compiled", "torch-trainer", "timm", "torch-input", "torch-stream", "keras",
           "keras-applications", "keras-input")
-TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm", "torch-input", "torch-stream")
-PROFILED_MODELS = ("torch", "torch-fp32", "torch-compiled", "timm")  # the PyTorch rows that train a model
-REFERENCE = {"torch": "timm", "torch-fp32": "timm", "torch-compiled": "timm", "keras": "keras-applications",
-             "torch-input": "torch", "torch-stream": "torch", "keras-input": "keras"}
+TORCH_MODELS = ("torch", "torch-fp32", "torch-compiled", "torch-trainer", "timm", "torch-input", "torch-stream")
+# The PyTorch rows that train a model.
+PROFILED_MODELS = ("torch", "torch-fp32", "torch-compiled", "torch-trainer", "timm")
+REFERENCE = {"torch": "timm", "torch-fp32": "timm", "torch-compiled": "timm", "torch-trainer": "torch",
+             "keras": "keras-applications", "torch-input": "torch", "torch-stream": "torch", "keras-input": "keras"}
 # Dense peaks in TFLOPS from NVIDIA's datasheets, by a word of the device's name:
 # half precision (bfloat16, float16) and float32, which cuDNN computes as TF32
 # on Ampere and later (torch.backends.cudnn.allow_tf32); the T4 has no TF32.
@@ -100,6 +108,7 @@ SEED = 0
 INPUT_SIZE = 32  # CIFAR-10's images, which the pipeline pads, crops and resizes
 PREFETCHED = 2  # batches each DataLoader worker makes ahead (its prefetch_factor)
 STREAMED_SIZE = (500, 375)  # width and height of the JPEG files the streaming row decodes: a common ImageNet size
+SCHEDULED_EPOCHS = 10_000  # the torch-trainer row's run length, for its per-batch schedule
 MIN_RUN_TIME = 1.0  # seconds that torch.utils.benchmark times at least, for enough blocks of short steps
 
 
@@ -400,6 +409,43 @@ def bench_torch(options: Options, compiled: bool = False) -> Result:
     return measured(name, settings, options, train, infer, precision)
 
 
+def bench_torch_trainer(options: Options) -> Result:
+    import torch
+
+    from .data import Dataset
+    from .runs import TrainConfig
+    from .train_torch import Trainer
+
+    images, labels, _ = input_data(options, input_images(options))
+    classes = tuple(str(label) for label in range(options.num_classes))
+    test = slice(0, options.batch_size)  # the Trainer holds a test split too; it is not used here
+    dataset = Dataset("synthetic", "random uint8 images", classes, images, labels, images[test], labels[test],
+                      flip=True)
+    # A run far longer than the timing, so that every timed step trains at a rate above zero: past
+    # its end torch's cosine schedule is periodic, and comes back to zero.
+    config = TrainConfig("torch", "synthetic", SCHEDULED_EPOCHS, image_size=options.image_size,
+                         batch_size=options.batch_size, seed=SEED, recipe="cifar")
+    trainer = Trainer(dataset, config, device=options.device, progress=False)
+    plan = trainer.placed_plan(0)
+    trainer.model.train()
+    steps = itertools.cycle(range(plan.steps))
+
+    def train_step():
+        step = next(steps)
+        images, labels = next(trainer.train.batches(plan.order[step : step + 1]))
+        trainer.train_step(images, labels, plan, step)
+
+    first_step_seconds(train_step, torch.device(options.device))  # cuDNN's search for kernels, as in measure_torch
+    train = time_steps(train_step, options)
+    if options.profile_dir is not None:
+        profile_training(train_step, options, "torch-trainer")
+    layout = "channels_last" if trainer.gpu else "contiguous"
+    precision = trainer.precision
+    settings = (f"Trainer.train_step, {precision}{' autocast' if precision != 'float32' else ''}, {layout}, "
+                f"{INPUT_SIZE}px uint8 → {options.image_size}px, Polyak update, per-batch rate")
+    return measured("torch-trainer", settings, options, train, precision=precision)
+
+
 def bench_torch_fp32(options: Options) -> Result:
     from .torch_xception import Xception
 
@@ -563,6 +609,7 @@ BENCHES = {
     "torch": bench_torch,
     "torch-fp32": bench_torch_fp32,
     "torch-compiled": lambda options: bench_torch(options, compiled=True),
+    "torch-trainer": bench_torch_trainer,
     "timm": bench_timm,
     "torch-input": bench_torch_input,
     "torch-stream": bench_torch_stream,

@@ -325,30 +325,43 @@ class Trainer:
         mixed = self.precision != "float32"
         return torch.autocast(self.device.type, dtype=getattr(torch, self.precision), enabled=mixed)
 
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, plan: EpochPlan, step: int):
+        """One SGD step on batch ``step`` of the placed ``plan``, from its
+        uint8 images and labels on the device, then the Polyak average's
+        update and, for a per-batch schedule, the rate's; returns the batch's
+        loss (with the L2 term) and accuracy as tensors on the device, so
+        that nothing waits for the GPU."""
+        x = planned_batch(images, plan, step, self.padding, self.config.image_size, self.gpu)
+        with self._autocast():
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update_parameters(self.model)
+        if self.scheduler_steps_each_batch:
+            self.scheduler.step()
+        with torch.no_grad():
+            accuracy = (logits.argmax(1) == labels).float().mean()
+            return loss.detach() + l2_penalty(self.model, self.weight_decay), accuracy
+
+    def placed_plan(self, epoch: int) -> EpochPlan:
+        """This process's share of epoch ``epoch``'s plan, on the device."""
+        share = plan_of(self.dataset, self.config, epoch).share(self.place.rank, self.place.world_size)
+        return self.train.placed(share)
+
     def train_epoch(self) -> tuple[float, float]:
         """One epoch of SGD; returns the mean training loss and accuracy."""
-        c = self.config
-        share = plan_of(self.dataset, c, self.epochs_done).share(self.place.rank, self.place.world_size)
-        plan = self.train.placed(share)
+        plan = self.placed_plan(self.epochs_done)
         self.model.train()
         losses, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         batches = tqdm(self.train.batches(plan.order), desc=f"epoch {self.epochs_done + 1}", total=plan.steps,
                        disable=not self.progress, leave=False)
         for step, (images, labels) in enumerate(batches):
-            x = planned_batch(images, plan, step, self.padding, c.image_size, self.gpu)
-            with self._autocast():
-                logits = self.forward(x)
-                loss = F.cross_entropy(logits.float(), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.ema.update_parameters(self.model)
-            if self.scheduler_steps_each_batch:
-                self.scheduler.step()
-            with torch.no_grad():
-                losses += loss.detach() + l2_penalty(self.model, self.weight_decay)
-                correct += (logits.argmax(1) == labels).float().mean()
+            loss, accuracy = self.train_step(images, labels, plan, step)
+            losses += loss
+            correct += accuracy
         if not self.scheduler_steps_each_batch:
             self.scheduler.step()
         self.epochs_done += 1
