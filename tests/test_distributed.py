@@ -164,9 +164,16 @@ def test_the_place_comes_from_torchruns_environment():
 
 
 def test_every_process_draws_dropout_masks_of_its_own():
-    seeds = [distributed.replica_seed(0, rank) for rank in range(4)] + [distributed.replica_seed(1, 0)]
-    assert len(set(seeds)) == len(seeds)
-    assert distributed.replica_seed(0, 1) == distributed.replica_seed(0, 1)
+    """Each replica's seed (four of a run, one of another run) gives dropout
+    masks of its own; the same replica of the same run gives the same ones."""
+
+    def mask(seed, rank):
+        torch.manual_seed(distributed.replica_seed(seed, rank))
+        return torch.nn.functional.dropout(torch.ones(1000), 0.5) > 0
+
+    masks = [mask(0, rank) for rank in range(4)] + [mask(1, 0)]
+    assert all(not torch.equal(a, b) for i, a in enumerate(masks) for b in masks[i + 1:])
+    assert torch.equal(mask(0, 1), masks[1])
 
 
 @pytest.mark.parametrize("changes, message", [

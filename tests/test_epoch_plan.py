@@ -107,7 +107,7 @@ def test_replicas_share_each_batch_in_contiguous_equal_parts(replicas):
 
 def test_a_batch_that_does_not_split_evenly_over_the_replicas_is_refused():
     plan = epoch_plan(30, 6, padding=4, flip=True, seed=1, epoch=0)
-    with pytest.raises(ValueError, match="6"):
+    with pytest.raises(ValueError, match="batch size 6 does not split evenly over 4 replicas; use a multiple of 4"):
         plan.share(0, 4)
 
 

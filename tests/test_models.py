@@ -197,12 +197,30 @@ def test_flow_of_names_every_layer(keras_model):
 
 
 def test_in_place_relus_leave_inputs_and_gradients_intact():
-    """In-place ReLUs are used only where no shortcut needs the tensor."""
+    """In-place ReLUs are used only where no shortcut needs the tensor: every
+    residual module's input is unchanged after its forward pass (its shortcut
+    reads it), and the gradients are those of out-of-place ReLUs."""
+    from xception_common.torch_xception import Residual
+
     model = Xception(num_classes=5).train()
+    inputs, changed = {}, []
+
+    def keep_input(module, args):
+        inputs[module] = (args[0], args[0].detach().clone())
+
+    def check_input(module, args, output):
+        tensor, copy = inputs[module]
+        if not torch.equal(tensor.detach(), copy):
+            changed.append(module)
+
+    residuals = [m for m in model.modules() if isinstance(m, Residual)]
+    for module in residuals:
+        module.register_forward_pre_hook(keep_input)
+        module.register_forward_hook(check_input)
     x = torch.randn(2, 3, 71, 71, requires_grad=True)
     before = x.detach().clone()
     model(x).sum().backward()
-    assert torch.equal(x.detach(), before)
+    assert len(inputs) == len(residuals) == 12 and changed == []  # Figure 5: 3 + 8 + 1 residual modules
 
     reference = Xception(num_classes=5).train()
     reference.load_state_dict(model.state_dict())

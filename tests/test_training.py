@@ -369,7 +369,7 @@ def test_a_compiled_run_trains_as_the_eager_one(runs, tmp_path, monkeypatch):
     compiled, eager = history[0], runs("torch").whole[0]
     assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-4)  # the forward pass, before any step
     # After the step the compiled backward's rounding shows: 0.17% in this test loss when measured.
-    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-2)
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=5e-3)
     for key in ("lr", "accuracy", "val_accuracy", "val_accuracy_ema"):
         assert compiled[key] == pytest.approx(eager[key], abs=1e-6), key
     state = torch.load(tmp_path / CHECKPOINTS["torch"], weights_only=True)
@@ -395,13 +395,17 @@ def test_precision_auto_follows_the_device():
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16")])
 def test_torch_takes_its_precision_from_the_gpus_capability(capability, expected, monkeypatch):
-    # A pretend GPU: torch.cuda.is_bf16_supported() is True on a T4 too, by
-    # emulation, so only the compute capability tells the T4 (7.5) apart.
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    """A Trainer on a pretend GPU of that compute capability trains in its
+    precision, with gradient scaling for float16 only. (bfloat16 is emulated
+    on a T4, 7.5, so only the capability tells it apart.)"""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    auto = config("torch", 1)
-    assert auto.compute_dtype(train_torch.gpu_capability(torch.device("cuda"))) == expected
-    assert auto.compute_dtype(train_torch.gpu_capability(torch.device("cpu"))) == "float32"
+    assert train_torch.gpu_capability(torch.device("cuda")) == capability
+    assert train_torch.gpu_capability(torch.device("cpu")) is None
+    monkeypatch.setattr(train_torch, "gpu_capability", lambda device: capability)
+    trainer = train_torch.Trainer(tiny_dataset(), config("torch", 1), progress=False)
+    assert trainer.precision == expected and trainer.scaler.is_enabled() == (expected == "float16")
+    assert train_torch.Trainer(tiny_dataset(), config("torch", 1, precision="float32"), progress=False).precision \
+        == "float32"
 
 
 @pytest.fixture(scope="module")
@@ -609,7 +613,7 @@ def test_torch_checkpoint_loads_with_weights_only(runs):
         (["--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
         (["--framework", "jax"], "invalid choice: 'jax'"),
         (["--data", "no/such/folder"], "not an existing file or folder"),
-        (["--data", "MALFORMED"], "test/"),
+        (["--data", "MALFORMED"], "has no test/ folder"),
         (["--resume"], "nothing to resume"),
         (["--subset", "0"], "subset must be a whole number >= 1, got 0"),
         (["--seed", "-1"], "seed must be a whole number from 0 to 4294967295, got -1"),
@@ -663,13 +667,14 @@ def test_resume_with_other_options_is_refused(image_folder, tmp_path, capsys):
 def test_data_that_fails_to_load_exits_2_and_writes_nothing(monkeypatch, tmp_path, capsys):
     from xception_common import data
 
-    def no_internet(source, **options):
-        raise data.DataError("CIFAR-10 could not be downloaded (no network). Alternatives: --data digits")
+    def no_internet(source, **options):  # as data.load fails offline, with a message of this test's own
+        raise data.DataError("CIFAR-10 could not be downloaded (test: no network 7f3a). Alternatives: --data digits")
 
     monkeypatch.setattr(data, "load", no_internet)
     code = main(["--framework", "keras", "--data", "cifar10", "--epochs", "1", "--out", str(tmp_path / "run")])
     assert code == 2
-    assert "CIFAR-10 could not be downloaded" in capsys.readouterr().err
+    assert "CIFAR-10 could not be downloaded (test: no network 7f3a). Alternatives: --data digits" in \
+        capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -753,6 +758,10 @@ def test_a_short_run_is_evaluated_far_above_chance(framework):
     statistics of their own both models score at least twice that, and no
     less than the training accuracy (taken with dropout and augmentation)
     minus 0.05."""
+    with_running = train(config(framework, 4, ema_decay=0.9, bn_batches=0, precision="float32"),
+                         dataset=tiny_dataset(n=48), progress=False)
+    # Exactly chance, 16 of the 48 (the mean is a float32, hence the tolerance).
+    assert [record["val_accuracy"] for record in with_running] == pytest.approx([1 / 3] * 4, abs=1e-6)
     history = train(config(framework, 4, ema_decay=0.9, bn_batches=20, precision="float32"),
                     dataset=tiny_dataset(n=48), progress=False)
     last = history[-1]
@@ -763,9 +772,9 @@ def test_a_short_run_is_evaluated_far_above_chance(framework):
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_the_command_line_trains_a_variant_and_records_it(framework, image_folder, tmp_path):
     out = tmp_path / "run"
-    main(["--framework", framework, "--data", str(image_folder), "--epochs", "1", "--image-size", "71",
-          "--batch-size", "2", "--no-residual", "--intermediate-activation", "elu", "--segment-size", "4",
-          "--out", str(out)])
+    assert main(["--framework", framework, "--data", str(image_folder), "--epochs", "1", "--image-size", "71",
+                 "--batch-size", "2", "--no-residual", "--intermediate-activation", "elu", "--segment-size", "4",
+                 "--out", str(out)]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert (saved["residual"], saved["intermediate_activation"], saved["segment_size"]) == (False, "elu", 4)
     assert len(json.loads((out / "history.json").read_text())) == 1
@@ -779,6 +788,8 @@ def test_the_command_line_trains_a_variant_and_records_it(framework, image_folde
         model = keras.saving.load_model(out / CHECKPOINTS["keras"])
         names = [layer.name for layer in model.layers]
         depthwise = model.get_layer("block5_sepconv1_depthwise").kernel
+        # ELU between each depthwise and pointwise step (PyTorch's checkpoint holds weights only).
+        assert keras.activations.serialize(model.get_layer("block5_sepconv1_depthwise_act").activation) == "elu"
     assert not any("shortcut" in name for name in names)
     assert tuple(depthwise.shape) in {(728, 4, 3, 3), (3, 3, 4, 728)}  # groups of 4 channels
 
