@@ -3,16 +3,30 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+try:
+    import keras
+except ImportError:  # a machine with PyTorch alone: tests/test_gpu.py runs there, the Keras tests cannot
+    keras = None
+
 
 @pytest.fixture(autouse=True)
 def seed():
-    keras.utils.set_random_seed(0)
+    if keras is not None:
+        keras.utils.set_random_seed(0)
     torch.manual_seed(0)
+
+
+def config(framework, epochs, **kwargs):
+    """A run's options for the tests: 71 px, batches of 8, a quick Polyak average."""
+    from xception_common.runs import TrainConfig
+
+    options = dict(image_size=71, batch_size=8, ema_decay=0.5)
+    options.update(kwargs)
+    return TrainConfig(framework, "tiny", epochs, **options)
 
 
 def randomize_keras_batch_norm(model, seed=0):

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,26 +14,20 @@ import keras
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_dataset
+from conftest import config, tiny_dataset
 from torch.optim.swa_utils import AveragedModel
 
 from xception_common import recipe, train_keras, train_torch
 from xception_common import results as results_module
 from xception_common import runs as run_folder
 from xception_common.epoch_plan import crop_padding, epoch_plan
-from xception_common.runs import CHECKPOINTS, RECORD_KEYS, TrainConfig
+from xception_common.runs import CHECKPOINTS, RECORD_KEYS
 from xception_common.train import main
 from xception_common.training import train
 
 # Epochs 0-10 of the paper's schedule: 0.045, × 0.94 every 2 epochs.
 PAPER_SCHEDULE = [0.045, 0.045, 0.0423, 0.0423, 0.039762, 0.039762, 0.03737628, 0.03737628,
                   0.0351337032, 0.0351337032, 0.033025681008]
-
-
-def config(framework, epochs, **kwargs):
-    options = dict(image_size=71, batch_size=8, ema_decay=0.5)
-    options.update(kwargs)
-    return TrainConfig(framework, "tiny", epochs, **options)
 
 
 def test_recipe_schedule():
@@ -540,34 +533,6 @@ def test_the_polyak_update_moves_nothing_between_host_and_device():
     assert mixed_ops(train_torch.PolyakAverage(model, 0.9), model) == []
     control = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9))
     assert mixed_ops(control, model) == ["aten._to_copy.default"]
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_training_step_does_not_wait_for_the_gpu():
-    """Under ``torch.cuda.set_sync_debug_mode("warn")`` an epoch of 6 steps
-    warns of as many synchronising calls as an epoch of 2: those of the
-    epoch's start and end, none at each step."""
-    warned = {}
-    for n in (16, 48):
-        trainer = train_torch.Trainer(tiny_dataset(n=n), config("torch", 1), progress=False, device="cuda")
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                trainer.train_epoch()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        warned[n // 8] = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
-    assert len(warned[6]) == len(warned[2]), warned
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_torch_resumes_on_a_gpu(tmp_path):
-    for epochs in (1, 2):
-        history = train(config("torch", epochs, precision="float16"), tmp_path, resume=epochs > 1,
-                        dataset=tiny_dataset(), progress=False, device="cuda")
-    assert [r["epoch"] for r in history] == [0, 1] and np.isfinite(history[1]["loss"])
 
 
 def test_keras_trains_in_mixed_float16(runs):
