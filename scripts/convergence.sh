@@ -27,7 +27,7 @@ bench=${BENCH-128:512}
 [ -n "$bench" ] && : > "$results/bench.md"
 for pair in $bench; do
     "$python" -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" --steps 20 --warmup 5 \
-        --models timm torch-fp32 torch torch-compiled --profile "$runs/profile" --markdown \
+        --models timm torch-fp32 torch torch-trainer torch-compiled --profile "$runs/profile" --markdown \
         | tee -a "$results/bench.md" || failed=1
     echo >> "$results/bench.md"
 done
