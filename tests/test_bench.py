@@ -456,7 +456,7 @@ def test_the_trainer_row_times_the_trainers_own_step_through_the_epoch_plan(tmp_
     assert trainer_row["status"] == "ok" and trainer_row["train_steps"] >= 3 and trainer_row["infer_steps"] is None
     assert trainer_row["reference"] == "torch" and trainer_row["train_ratio"] == pytest.approx(
         trainer_row["train_images_per_s"] / torch_row["train_images_per_s"])
-    assert trainer_row["precision"] == "float32" and ", contiguous, 32px uint8 → 71px" in trainer_row["settings"]
+    assert trainer_row["precision"] == "float32" and ", channels_last, 32px uint8 → 71px" in trainer_row["settings"]
     options = bench.parse_args([*TINY, "--steps", "3", "--num-classes", "3"])[1]
     _, labels, _ = bench.input_data(options, 2 * (0 + 3))  # a batch per warm-up and timed step
     order = epoch_plan(len(labels), 2, crop_padding(32), True, bench.SEED, 0).order

@@ -439,9 +439,8 @@ def bench_torch_trainer(options: Options) -> Result:
     train = time_steps(train_step, options)
     if options.profile_dir is not None:
         profile_training(train_step, options, "torch-trainer")
-    layout = "channels_last" if trainer.gpu else "contiguous"
     precision = trainer.precision
-    settings = (f"Trainer.train_step, {precision}{' autocast' if precision != 'float32' else ''}, {layout}, "
+    settings = (f"Trainer.train_step, {precision}{' autocast' if precision != 'float32' else ''}, channels_last, "
                 f"{INPUT_SIZE}px uint8 → {options.image_size}px, Polyak update, per-batch rate")
     return measured("torch-trainer", settings, options, train, precision=precision)
 

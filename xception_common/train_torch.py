@@ -5,7 +5,7 @@ gathered, cropped, flipped, resized and scaled there, so no loader runs beside
 the GPU. Data too large for that are streamed: ``DataLoader`` worker processes
 decode and resize each batch's files, and the device crops, flips and scales
 them the same way. The model runs in the config's precision (autocast, with
-gradient scaling for float16) and, on a GPU, with channels-last memory; on
+gradient scaling for float16) and with channels-last memory; on
 several processes under torchrun, through ``DistributedDataParallel``
 (``distributed`` says how they share the work).
 """
@@ -282,9 +282,11 @@ class Trainer:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if self.replicated:  # the same initial weights everywhere, dropout masks of each process's own
             torch.manual_seed(distributed.replica_seed(config.seed, self.place.rank))
-        self.model = self.model.to(self.device)
+        # Channels-last memory on every device: on a GPU for its convolution
+        # kernels, and on a 2-core CPU a training step at 71 or 128 px took
+        # 1.26 to 1.29 times less time than with the default layout.
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
         if self.gpu:
-            self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         chosen = config.training_recipe()
         self.weight_decay = chosen.weight_decay
@@ -331,7 +333,7 @@ class Trainer:
         update and, for a per-batch schedule, the rate's; returns the batch's
         loss (with the L2 term) and accuracy as tensors on the device, so
         that nothing waits for the GPU."""
-        x = planned_batch(images, plan, step, self.padding, self.config.image_size, self.gpu)
+        x = planned_batch(images, plan, step, self.padding, self.config.image_size, channels_last=True)
         with self._autocast():
             logits = self.forward(x)
             loss = F.cross_entropy(logits.float(), labels)
@@ -383,7 +385,7 @@ class Trainer:
         for images, _ in self.test.batches(in_order):
             with self._autocast():
                 logits.append(model(to_model_input(images.flip(-1) if flipped else images, self.config.image_size,
-                                                   self.gpu)).float())
+                                                   channels_last=True)).float())
         return torch.cat(logits)
 
     @torch.no_grad()
@@ -412,8 +414,8 @@ class Trainer:
                     own.copy_(live)
             else:
                 plan = plan_of(self.dataset, c, self.epochs_done - 1)
-                batches = (planned_batch(images, plan, step, self.padding, c.image_size, self.gpu) for step, (images, _)
-                           in enumerate(self.train.batches(plan.order[: c.bn_batches])))
+                batches = (planned_batch(images, plan, step, self.padding, c.image_size, channels_last=True)
+                           for step, (images, _) in enumerate(self.train.batches(plan.order[: c.bn_batches])))
                 with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
                     update_bn(batches, model)
             yield model
