@@ -493,12 +493,11 @@ def bench_torch_input(options: Options) -> Result:
     images, labels, plan = input_data(options, input_images(options))
     memory = ImagesInMemory(images, labels, device)
     plan = memory.placed(plan)  # on the device once, as training places each epoch's plan
-    cuda = device.type == "cuda"
     steps = itertools.cycle(range(plan.steps))
 
-    def make_batch():
+    def make_batch():  # channels-last, as training makes its batches
         training_batch(memory.images, memory.labels, plan, next(steps), crop_padding(INPUT_SIZE),
-                       options.image_size, cuda)
+                       options.image_size, channels_last=True)
 
     settings = f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px"
     return measured("torch-input", settings, options, time_steps(make_batch, options))
@@ -560,7 +559,7 @@ def bench_torch_stream(options: Options) -> Result:
         def make_batch():
             uint8, _ = next(batches)
             planned_batch(uint8, plan, next(steps), crop_padding(options.image_size), options.image_size,
-                          device.type == "cuda")
+                          channels_last=True)
 
         timing = time_rounds(make_batch, options, PREFETCHED * max(1, workers))
     width, height = STREAMED_SIZE
