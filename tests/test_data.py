@@ -404,8 +404,7 @@ def test_both_pipelines_scale_images_as_keras_xception_preprocessing():
     assert expected.min() == -1.0 and expected.max() == 1.0  # the reference's own ends
 
     nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    torch_batch, torch_labels = train_torch.training_batch(nchw, torch.from_numpy(labels), plan, 0, padding, size,
-                                                           channels_last=False)
+    torch_batch, torch_labels = train_torch.training_batch(nchw, torch.from_numpy(labels), plan, 0, padding, size)
     torch_batch = torch_batch.permute(0, 2, 3, 1).numpy()
     (keras_batch, keras_labels), = train_keras.training_batches(images, labels, [plan], padding, size)
     keras_batch = keras_batch.numpy()

@@ -84,7 +84,7 @@ def data_parallel_sgd(dataset, config, epochs):
                 own = EpochPlan(plan.order[:, columns], plan.rows[:, columns], plan.cols[:, columns],
                                 plan.flips[:, columns])
                 x, labels = train_torch.training_batch(trainer.train.images, trainer.train.labels, own, step,
-                                                       padding, config.image_size, channels_last=False)
+                                                       padding, config.image_size)
                 torch.set_rng_state(states[rank])
                 (F.cross_entropy(trainer.model(x), labels) / config.replicas).backward()
                 states[rank] = torch.get_rng_state()

@@ -72,7 +72,7 @@ def test_streamed_batches_are_the_in_memory_batches_of_the_same_plan(mixed_sizes
                           in zip(padded, plan.rows[step], plan.cols[step], strict=True)])
         crops = np.where(plan.flips[step][:, None, None, None], crops[:, :, ::-1], crops)
         expected = torch.from_numpy(crops.transpose(0, 3, 1, 2) / 127.5 - 1).float()
-        torch.testing.assert_close(train_torch.planned_batch(streamed_images, plan, step, padding, 71, False),
+        torch.testing.assert_close(train_torch.planned_batch(streamed_images, plan, step, padding, 71),
                                    expected, rtol=0, atol=1e-6)
 
 
@@ -88,8 +88,8 @@ def test_a_plan_placed_on_the_device_makes_the_batches_of_the_plan_in_host_memor
     pairs = zip(in_memory.batches(plan.order), in_memory.batches(placed.order), strict=True)
     for step, ((images, labels), (placed_images, placed_labels)) in enumerate(pairs):
         assert torch.equal(placed_images, images) and torch.equal(placed_labels, labels)
-        assert torch.equal(train_torch.planned_batch(placed_images, placed, step, crop_padding(71), 71, False),
-                           train_torch.planned_batch(images, plan, step, crop_padding(71), 71, False))
+        assert torch.equal(train_torch.planned_batch(placed_images, placed, step, crop_padding(71), 71),
+                           train_torch.planned_batch(images, plan, step, crop_padding(71), 71))
     # Streamed, the order stays in host memory for the DataLoader; crops and flips go to the device.
     files = data.list_images(str(mixed_sizes))
     streamed = train_torch.StreamedImages(files, "train", 71, torch.device("cpu"), workers=0).placed(plan)

@@ -704,7 +704,7 @@ def test_each_evaluated_torch_model_has_batchnorm_statistics_of_its_own(monkeypa
     for model, running_mean in seen:
         with torch.no_grad():
             outputs = [model.entry_flow.block1.conv1.conv(train_torch.training_batch(
-                trainer.train.images, trainer.train.labels, plan, step, crop_padding(8), 71, False)[0])
+                trainer.train.images, trainer.train.labels, plan, step, crop_padding(8), 71)[0])
                 for step in range(2)]
         means[id(model)] = torch.stack([out.mean(dim=(0, 2, 3)) for out in outputs]).mean(0)
         torch.testing.assert_close(running_mean, means[id(model)], rtol=1e-4, atol=1e-6)

@@ -495,9 +495,8 @@ def bench_torch_input(options: Options) -> Result:
     plan = memory.placed(plan)  # on the device once, as training places each epoch's plan
     steps = itertools.cycle(range(plan.steps))
 
-    def make_batch():  # channels-last, as training makes its batches
-        training_batch(memory.images, memory.labels, plan, next(steps), crop_padding(INPUT_SIZE),
-                       options.image_size, channels_last=True)
+    def make_batch():
+        training_batch(memory.images, memory.labels, plan, next(steps), crop_padding(INPUT_SIZE), options.image_size)
 
     settings = f"input only: {INPUT_SIZE}px uint8 on the device → {options.image_size}px"
     return measured("torch-input", settings, options, time_steps(make_batch, options))
@@ -558,8 +557,7 @@ def bench_torch_stream(options: Options) -> Result:
 
         def make_batch():
             uint8, _ = next(batches)
-            planned_batch(uint8, plan, next(steps), crop_padding(options.image_size), options.image_size,
-                          channels_last=True)
+            planned_batch(uint8, plan, next(steps), crop_padding(options.image_size), options.image_size)
 
         timing = time_rounds(make_batch, options, PREFETCHED * max(1, workers))
     width, height = STREAMED_SIZE

@@ -171,27 +171,27 @@ def augment(images: torch.Tensor, rows, cols, flips, padding: int) -> torch.Tens
     return torch.where(flips, cropped.flip(-1), cropped)
 
 
-def to_model_input(images: torch.Tensor, image_size: int, channels_last: bool = False) -> torch.Tensor:
-    """uint8 NCHW → float in [-1, 1] at ``image_size`` (bilinear)."""
+def to_model_input(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 NCHW → float in [-1, 1] at ``image_size`` (bilinear), in the
+    channels-last memory the model trains in."""
     x = images.float()
     if x.shape[-1] != image_size or x.shape[-2] != image_size:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    x = x / 127.5 - 1.0
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return (x / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
 
 
-def planned_batch(images, plan, step: int, padding: int, image_size: int, channels_last: bool) -> torch.Tensor:
+def planned_batch(images, plan, step: int, padding: int, image_size: int) -> torch.Tensor:
     """The model input of batch ``step`` of an epoch plan, from its uint8 NCHW
     images on the device: cropped, flipped, resized and scaled."""
     crops = augment(images, plan.rows[step], plan.cols[step], plan.flips[step], padding)
-    return to_model_input(crops, image_size, channels_last)
+    return to_model_input(crops, image_size)
 
 
-def training_batch(images, labels, plan, step: int, padding: int, image_size: int, channels_last: bool):
+def training_batch(images, labels, plan, step: int, padding: int, image_size: int):
     """Batch ``step`` of an epoch plan, from uint8 NCHW images on the device:
     gathered, cropped, flipped, resized and scaled."""
     index = torch.as_tensor(plan.order[step], device=images.device)
-    return planned_batch(images[index], plan, step, padding, image_size, channels_last), labels[index]
+    return planned_batch(images[index], plan, step, padding, image_size), labels[index]
 
 
 class ImagesInMemory:
@@ -333,7 +333,7 @@ class Trainer:
         update and, for a per-batch schedule, the rate's; returns the batch's
         loss (with the L2 term) and accuracy as tensors on the device, so
         that nothing waits for the GPU."""
-        x = planned_batch(images, plan, step, self.padding, self.config.image_size, channels_last=True)
+        x = planned_batch(images, plan, step, self.padding, self.config.image_size)
         with self._autocast():
             logits = self.forward(x)
             loss = F.cross_entropy(logits.float(), labels)
@@ -384,8 +384,8 @@ class Trainer:
         in_order = (np.arange(start, min(start + size, count)) for start in range(0, count, size))
         for images, _ in self.test.batches(in_order):
             with self._autocast():
-                logits.append(model(to_model_input(images.flip(-1) if flipped else images, self.config.image_size,
-                                                   channels_last=True)).float())
+                logits.append(model(to_model_input(images.flip(-1) if flipped else images,
+                                                   self.config.image_size)).float())
         return torch.cat(logits)
 
     @torch.no_grad()
@@ -414,7 +414,7 @@ class Trainer:
                     own.copy_(live)
             else:
                 plan = plan_of(self.dataset, c, self.epochs_done - 1)
-                batches = (planned_batch(images, plan, step, self.padding, c.image_size, channels_last=True)
+                batches = (planned_batch(images, plan, step, self.padding, c.image_size)
                            for step, (images, _) in enumerate(self.train.batches(plan.order[: c.bn_batches])))
                 with torch.random.fork_rng(devices=self._gpu_indices()), self._autocast():
                     update_bn(batches, model)
