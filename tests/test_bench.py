@@ -325,6 +325,23 @@ sys.exit(code)
 """
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch warns only where it sees no GPU")
+def test_the_cli_prints_no_cuda_toolkit_warning_on_a_cpu(tmp_path):
+    """A CUDA build of torch on a machine without a GPU logs "No CUDA runtime
+    is found" when torch.utils.benchmark is imported and a CUDA toolkit is
+    found; CUDA_HOME names one (any folder) so that it is, on any machine."""
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-m", "xception_common.bench", *TINY, "--models", "torch"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train img/s" in run.stdout
+    if torch.version.cuda is not None:  # a CPU-only build never warns, so the test holds there trivially
+        control = subprocess.run([sys.executable, "-c", "import torch.utils.benchmark"],
+                                 capture_output=True, text=True, env=env, timeout=600)
+        assert "No CUDA runtime is found" in control.stderr
+    assert "No CUDA runtime is found" not in run.stderr
+
+
 def test_without_torch_the_torch_rows_say_so_and_keras_rows_run(tmp_path):
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\")\n")

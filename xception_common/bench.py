@@ -72,6 +72,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import logging
 import os
 import platform
 import re
@@ -855,6 +856,11 @@ def peak_for(options: Options):
 
 def main(argv=None) -> int:
     args, options = parse_args(argv)
+    # torch.utils.benchmark imports torch.utils.cpp_extension, which warns "No
+    # CUDA runtime is found" on a CUDA build of torch without a GPU wherever a
+    # CUDA toolkit is installed: a note about compiling extensions, not about
+    # this benchmark.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     if options.device == "cuda":
         import_torch().backends.cudnn.benchmark = True  # the warm-up steps pay for the tuning
     # The model's FLOPs before any timing: without torchinfo, which counts
