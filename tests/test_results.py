@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +156,33 @@ def test_a_streamed_run_exports_its_mistakes_read_from_the_files(image_folder, t
     # image_folder's test images are plain colours (i · 50, 0, 0) in turn from each class: 0, 0, 50, 50.
     for index, image in zip(wrong, kept["example_images"]):
         assert (image == [(index // 2) * 50, 0, 0]).all()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda out: shutil.rmtree(out), "{out} is not a run's folder: it does not exist"),
+        (lambda out: (out / "history.json").unlink(), "{out} has no history.json: its run has finished no epoch"),
+        (lambda out: (out / "history.json").write_text('{"a": 1}'),
+         "{out}/history.json is not a run's history: it should be a list of epochs, each with epoch, lr,"),
+        (lambda out: (out / "history.json").write_text('[{"epoch": 0}]'),
+         "{out}/history.json is not a run's history: .*; missing: lr, loss, accuracy, val_loss, val_accuracy,"),
+        (lambda out: (out / "config.json").write_text('{"framework": "torch"}'),
+         "{out}/config.json is not a training run's config.json: it has no data, epochs"),
+        (lambda out: (out / runs.PREDICTIONS).write_bytes(b"not predictions"),
+         r"cannot read {out}/predictions.npz \(.*\): it is damaged, or not the predictions that a finished run"),
+    ],
+    ids=["no folder", "no history", "history not a list", "history without its keys", "config of no run",
+         "damaged predictions"],
+)
+def test_the_command_says_in_a_line_what_is_wrong_with_a_run_folder(finished_run, damage, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run[0], out)
+    damage(out)
+    argv = [str(out), str(tmp_path / "r.json"), "--machine", "cpu", "--data", "d", "--command", "c", "--title", "t"]
+    with pytest.raises(SystemExit) as exit_:
+        results.main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(message.format(out=re.escape(str(out))), error), error
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.npz").exists()

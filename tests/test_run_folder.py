@@ -194,3 +194,70 @@ def test_a_run_without_its_checkpoint_is_not_started_over_on_resume(tmp_path):
     with pytest.raises(RunError, match=r"nothing to resume: .* holds history.json, predictions.npz but no checkpoint"):
         check_run_dir(config, tmp_path / "run", resume=True)
 
+
+
+NOT_A_RUNS_CONFIG = {
+    "not JSON": (b"{my settings", "it is not JSON"),
+    "a list": (b"[1, 2]", "it has no framework, data, epochs"),
+    "other settings": (b'{"my": "settings"}', "it has no framework, data, epochs"),
+    "another framework": (b'{"framework": "jax", "data": "digits", "epochs": 1}', "its framework is 'jax'"),
+}
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"]], ids=["new run", "resume"])
+@pytest.mark.parametrize("content, message", NOT_A_RUNS_CONFIG.values(), ids=NOT_A_RUNS_CONFIG)
+def test_a_config_json_that_no_run_wrote_is_refused_in_a_line_and_kept(content, message, resume, image_folder,
+                                                                       tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_bytes(content)
+    assert exit_code(TRAIN + ["--data", str(image_folder), "--out", str(out), *resume]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{out / 'config.json'} is not a training run's config.json: {message}" in error
+    assert error.endswith("choose another --out") if not resume else "error: nothing to resume: " in error
+    assert (out / "config.json").read_bytes() == content
+    assert [path.name for path in out.iterdir()] == ["config.json"]
+
+
+def test_a_folder_named_config_json_is_refused_in_a_line(image_folder, tmp_path, capsys):
+    (tmp_path / "mine" / "config.json").mkdir(parents=True)
+    for resume in ([], ["--resume"]):
+        assert exit_code(TRAIN + ["--data", str(image_folder), "--out", str(tmp_path / "mine"), *resume]) == 2
+        assert f"cannot read {tmp_path / 'mine' / 'config.json'} (IsADirectoryError" in capsys.readouterr().err
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["config.json"]
+
+
+def test_an_empty_out_is_refused_rather_than_taken_for_the_current_folder(image_folder, tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text("kept")
+    assert exit_code(TRAIN + ["--data", str(image_folder), "--out", ""]) == 2
+    assert "argument --out: must name a folder, got an empty path" in capsys.readouterr().err
+    assert (tmp_path / "config.json").read_text() == "kept"
+
+
+def test_training_a_finished_run_further_first_removes_its_predictions(tmp_path, monkeypatch):
+    """predictions.npz belongs to the weights a run finished with: once it
+    trains on, they are gone, and a run stopped before its new end must not
+    keep predictions that its history and checkpoint no longer match."""
+    from conftest import tiny_dataset
+
+    from xception_common import train_torch
+    from xception_common.training import train
+
+    out, dataset = tmp_path / "run", tiny_dataset(n=8)
+    config = TrainConfig("torch", "tiny", 1, image_size=71, batch_size=4, precision="float32")
+    train(config, out, dataset=dataset, progress=False)
+    assert (out / PREDICTIONS).exists()
+
+    def stopped(*args, **kwargs):  # the process stops before its next epoch ends
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_torch, "fit", stopped)
+    with pytest.raises(KeyboardInterrupt):  # the same length: nothing to train, the predictions stay
+        train(config, out, resume=True, dataset=dataset, progress=False)
+    assert (out / PREDICTIONS).exists()
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(config, epochs=2), out, resume=True, dataset=dataset, progress=False)
+    assert not (out / PREDICTIONS).exists()
+    assert runs.load_run(out)[1][0]["epoch"] == 0 and (out / CHECKPOINTS["torch"]).exists()

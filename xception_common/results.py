@@ -76,16 +76,16 @@ def export(run_dir, path, machine: str, data: str, command: str, title: str, dat
     for target in (path, path.with_suffix(".npz")):
         if target.exists():
             raise FileExistsError(f"{target} exists; choose another name or remove it first")
-    config = json.loads((run_dir / "config.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
+    history = runs.load_run(run_dir)[1]  # RunError, naming the file, unless run_dir holds a run's history
+    config = runs.saved_record(run_dir)
     result = {"run": config | {"framework": FRAMEWORK_NAMES[config["framework"]], "machine": machine, "data": data,
                                "data_source": Path(config["data"]).name, "epochs": len(history), "command": command,
                                "title": title},
               "history": history}
     if predictions.exists():
+        saved = runs.load_predictions(predictions)
         if dataset is None:
             dataset = run_data(run_dir, images)
-        saved = runs.load_predictions(predictions)
         if not np.array_equal(saved["labels"], dataset.y_test):
             raise ValueError(f"the test labels of {dataset.source} are not those {run_dir} was evaluated on")
         classes = {}

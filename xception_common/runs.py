@@ -11,7 +11,11 @@ A run's folder holds three files while it trains, and a fourth at its end:
 * ``predictions.npz``: the test labels and the class probabilities the
   finished run gives them (``PREDICTED``), for confusion matrices and
   test-time flipping without the weights (``write_predictions``). Resuming a
-  finished run writes it again.
+  finished run writes it again; training it for more epochs removes it first,
+  since those weights are then gone.
+
+A folder is taken for a run's by its ``config.json`` (``saved_record``): a
+``config.json`` that no run wrote is refused, never replaced.
 
 Every file is written whole or not at all (``atomic_write``). The checkpoint
 is replaced first, so a run stopped between the two writes still has its whole
@@ -24,7 +28,7 @@ import json
 import os
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -163,12 +167,34 @@ def write_json(path: Path, value) -> None:
     atomic_write(path, lambda partial: partial.write_text(json.dumps(value, indent=1) + "\n"))
 
 
-def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one that is not there, was
-    started with other options or has run further than ``config.epochs``. A
-    folder holding only the ``config.json`` of a run that finished no epoch
-    (stopped, or failed, in its first) starts again, with or without
-    ``resume``."""
+def saved_record(out: Path) -> dict:
+    """What ``out/config.json`` holds, checked to be a run's record
+    (``config_record``); RunError, naming the file, for one that cannot be
+    read or that no run wrote."""
+    path = Path(out) / "config.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"cannot read {path} ({first_line(error)})") from None
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path} is not a training run's config.json: it is not JSON ({error})") from None
+    required = [f.name for f in fields(TrainConfig) if f.default is MISSING]
+    missing = required if not isinstance(record, dict) else [name for name in required if name not in record]
+    if missing:
+        raise RunError(f"{path} is not a training run's config.json: it has no {', '.join(missing)}")
+    if record["framework"] not in FRAMEWORKS:
+        raise RunError(f"{path} is not a training run's config.json: its framework is {record['framework']!r}, "
+                       f"not one of {', '.join(FRAMEWORKS)}")
+    return record
+
+
+def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> int:
+    """Refuse to overwrite a run or a ``config.json`` that no run wrote, or
+    to resume a run that is not there, was started with other options or has
+    run further than ``config.epochs``. A folder holding only the
+    ``config.json`` of a run that finished no epoch (stopped, or failed, in
+    its first) starts again, with or without ``resume``. Returns the epochs
+    the run in ``out`` has finished (0 for one that starts)."""
     out = Path(out)
     for parent in (out, *out.parents):
         if parent.exists():
@@ -180,7 +206,12 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     if not resume:
         if holds_run:
             raise RunError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
-        return
+        if (out / "config.json").exists():
+            try:  # a stopped run's, which starts again; anything else stays
+                saved_record(out)
+            except RunError as error:
+                raise RunError(f"{error}; choose another --out") from None
+        return 0
     checkpoint = out / CHECKPOINTS[config.framework]
     others = [name for name, other in CHECKPOINTS.items() if name != config.framework and (out / other).exists()]
     if others:
@@ -188,7 +219,11 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
     if not (out / "config.json").exists():
         missing = " and no ".join(path.name for path in (out / "config.json", checkpoint) if not path.exists())
         raise RunError(f"nothing to resume: {out} has no {missing} from an earlier run")
-    saved = {f.name: f.default for f in fields(config)} | json.loads((out / "config.json").read_text())
+    try:
+        record = saved_record(out)
+    except RunError as error:
+        raise RunError(f"nothing to resume: {error}") from None
+    saved = {f.name: f.default for f in fields(config)} | record
     differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
@@ -197,7 +232,7 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
         if holds_run:  # a run's history or predictions without its checkpoint: it would start over
             found = ", ".join(name for name in files if (out / name).exists())
             raise RunError(f"nothing to resume: {out} holds {found} but no {checkpoint.name}; choose another --out")
-        return  # its run finished no epoch (stopped in its first): resuming it starts it
+        return 0  # its run finished no epoch (stopped in its first): resuming it starts it
     if config.training_recipe().schedule == "cosine" and saved["epochs"] != config.epochs:
         raise RunError(f"{out} was started for {saved['epochs']} epochs, and the {config.recipe} recipe's learning "
                        f"rate anneals over exactly those; resume it with --epochs {saved['epochs']}")
@@ -207,6 +242,7 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> None:
         finished = len(json.loads(history.read_text())) if history.exists() else 0
     if finished > config.epochs:
         raise RunError(f"{out} has finished {finished} epochs; resume it with --epochs {finished} or more")
+    return finished
 
 
 def checkpoint_epochs(checkpoint: Path) -> int | None:
@@ -246,11 +282,28 @@ def keras_checkpoint_history(checkpoint: Path) -> list[dict] | None:
 
 
 def load_run(out) -> tuple[TrainConfig, list[dict]]:
-    """The options and the history of the run in folder ``out``."""
+    """The options and the history of the run in folder ``out``; RunError,
+    naming the file, where ``out`` is no run folder or its files are not a
+    run's."""
     out = Path(out)
-    saved = json.loads((out / "config.json").read_text())
+    if not out.is_dir():
+        raise RunError(f"{out} is not a run's folder: {'it is not a folder' if out.exists() else 'it does not exist'}")
+    saved = saved_record(out)
     config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
-    return config, json.loads((out / "history.json").read_text())
+    path = out / "history.json"
+    if not path.exists():
+        raise RunError(f"{out} has no history.json: its run has finished no epoch")
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"cannot read {path} ({first_line(error)})") from None
+    records = history if isinstance(history, list) else []
+    missing = [key for key in RECORD_KEYS if any(not isinstance(record, dict) or key not in record
+                                                 for record in records)]
+    if not records or missing:
+        raise RunError(f"{path} is not a run's history: it should be a list of epochs, each with "
+                       f"{', '.join(RECORD_KEYS)}" + (f"; missing: {', '.join(missing)}" if missing else ""))
+    return config, history
 
 
 def write_predictions(path: Path, labels, probabilities: dict) -> None:
@@ -271,6 +324,10 @@ def write_predictions(path: Path, labels, probabilities: dict) -> None:
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
     """What ``write_predictions`` saved: ``labels`` and one float32 array of
     probabilities per name in ``PREDICTED``."""
-    with np.load(path) as saved:
-        return {"labels": saved["labels"].astype(np.int64)} | {name: saved[name].astype(np.float32)
-                                                                for name in PREDICTED}
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {"labels": saved["labels"].astype(np.int64)} | {name: saved[name].astype(np.float32)
+                                                                    for name in PREDICTED}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise RunError(f"cannot read {path} ({first_line(error)}): it is damaged, or not the predictions "
+                       f"that a finished run writes ({', '.join(('labels', *PREDICTED))})") from None

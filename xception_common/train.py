@@ -35,6 +35,13 @@ from .seeding import MAX_SEED
 from .training import check_device, check_workers, train
 
 
+def folder(text: str) -> Path:
+    """``--out``'s value: a folder's path; an empty one would name the current folder unseen."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty path")
+    return Path(text)
+
+
 def parse_args(argv=None) -> tuple[TrainConfig, Path, bool, int | None]:
     parser = argparse.ArgumentParser(
         prog="python -m xception_common.train",
@@ -91,7 +98,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, Path, bool, int | None]:
                         help="with several replicas: BatchNorm over the whole global batch rather than over each "
                         "replica's share (PyTorch's SyncBatchNorm, on GPUs only; Keras' synchronized "
                         "BatchNormalization)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for config.json, history.json and checkpoints")
+    parser.add_argument("--out", required=True, type=folder,
+                        help="folder for config.json, history.json and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     args = parser.parse_args(argv)
     try:

@@ -104,7 +104,7 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     out = Path(out) if out is not None else None
     writes = out is not None and place.writes  # on several processes, the first one alone writes
     if writes:
-        check_run_dir(config, out, resume)
+        finished = check_run_dir(config, out, resume)
     if dataset is None:
         dataset = load_data(config)
     check_fits(config, dataset)
@@ -120,6 +120,8 @@ def train(config: TrainConfig, out=None, resume: bool = False, dataset=None, pro
     earlier = []  # checkpoints of earlier versions of this package kept no history
     if out is not None and resume and (out / "history.json").exists():
         earlier = json.loads((out / "history.json").read_text())
+    if writes and finished < config.epochs:  # its predictions are of weights that training further replaces
+        (out / runs.PREDICTIONS).unlink(missing_ok=True)
     options = {"workers": workers} if workers is not None else {}
     try:
         history = framework.fit(config, dataset, checkpoint, saved, earlier, progress=progress, device=device,
