@@ -13,7 +13,7 @@
 # Environment (and scripts/common.sh's): RUNS_TO_MAKE, recipe:seed pairs
 # (default "cifar:0 cifar:1 paper:0"); BENCH, image:batch pairs for the
 # benchmark (default "128:512"; empty to skip), whose profiler traces go to
-# $RUNS/profile. TRAIN OPTIONS (image size, batch size, --compile-mode...)
+# $RUNS/profile-<size>px-batch<batch>. TRAIN OPTIONS (image size, batch size, --compile-mode...)
 # apply to every run. Exits 1 if any step failed.
 set -uo pipefail
 # shellcheck source=scripts/common.sh
@@ -23,14 +23,7 @@ begin "$1" "$2"
 epochs=${3:-30}
 shift $(($# < 3 ? $# : 3))
 
-bench=${BENCH-128:512}
-[ -n "$bench" ] && : > "$results/bench.md"
-for pair in $bench; do
-    "$python" -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" --steps 20 --warmup 5 \
-        --models timm torch-fp32 torch torch-trainer torch-compiled --profile "$runs/profile" --markdown \
-        | tee -a "$results/bench.md" || failed=1
-    echo >> "$results/bench.md"
-done
+run_bench "${BENCH-128:512}" profile timm torch-fp32 torch torch-trainer torch-compiled
 
 names=() pids=() started=$(date +%s)
 for pair in ${RUNS_TO_MAKE-cifar:0 cifar:1 paper:0}; do

@@ -20,13 +20,7 @@ begin "$1" "$2"
 epochs=${3:-10}
 shift $(($# < 3 ? $# : 3))
 
-bench=${BENCH-299:64 128:128}
-[ -n "$bench" ] && : > "$results/bench.md"
-for pair in $bench; do
-    "$python" -m xception_common.bench --image-size "${pair%:*}" --batch-size "${pair#*:}" \
-        --steps 20 --warmup 5 --markdown | tee -a "$results/bench.md" || failed=1
-    echo >> "$results/bench.md"
-done
+run_bench "${BENCH-299:64 128:128}" no
 
 for size in ${SIZES-71 128 299}; do
     train_run "torch-${size}px" --epochs "$epochs" --image-size "$size" --batch-size 128 "$@"

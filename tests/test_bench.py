@@ -39,18 +39,24 @@ TINY = ["--image-size", "71", "--batch-size", "2", "--steps", "1", "--warmup", "
         ([*TINY, "--json", "EXISTING"], "exists; choose another name or remove it first"),
         ([*TINY, "--json", "EXISTING/x.json"], "EXISTING exists and is not a folder"),
         ([*TINY, "--models", "torch", "--profile", "EXISTING"], "EXISTING exists and is not a folder"),
+        ([*TINY, "--models", "torch", "keras", "--profile", "PROFILED"], "--profile PROFILED holds torch.txt already; "
+         "choose another folder or remove them first"),
     ],
 )
 def test_bad_options_exit_with_code_2_and_say_why(argv, message, capsys, tmp_path):
     existing = tmp_path / "existing.json"
     existing.write_text("kept")
-    argv = [arg.replace("EXISTING", str(existing)) for arg in argv]
-    message = message.replace("EXISTING", str(existing))
+    profiled = tmp_path / "profile"  # an earlier profile of the torch row
+    profiled.mkdir()
+    (profiled / "torch.txt").write_text("kept")
+    argv = [arg.replace("EXISTING", str(existing)).replace("PROFILED", str(profiled)) for arg in argv]
+    message = message.replace("EXISTING", str(existing)).replace("PROFILED", str(profiled))
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-    assert existing.read_text() == "kept"
+    assert existing.read_text() == "kept" and (profiled / "torch.txt").read_text() == "kept"
+    assert [path.name for path in profiled.iterdir()] == ["torch.txt"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

@@ -802,3 +802,61 @@ def test_convergence_script_makes_a_result_file_for_each_recipe_and_seed(image_f
 def test_paper_experiments_script_refuses_an_unknown_variant(image_folder, tmp_path):
     done = run_script("paper_experiments.sh", [image_folder, tmp_path / "results"], tmp_path, VARIANTS="gelu")
     assert done.returncode == 2 and "unknown variant gelu" in done.stdout + done.stderr
+
+
+def test_a_refused_run_leaves_its_command_and_a_failed_export_its_earlier_result(image_folder, tmp_path):
+    results, runs_dir = tmp_path / "results", tmp_path / "runs"
+    assert run_gpu_results([image_folder, results, 1, "--batch-size", "2"], tmp_path).returncode == 0
+    command = (runs_dir / "torch-71px.command").read_text()
+    before = {name: (results / name).read_bytes() for name in ("torch-71px.json", "torch-71px.npz")}
+    # Other options: train refuses them (exit 2), and the run, its command and its result stay as they were.
+    refused = run_gpu_results([image_folder, results, 1, "--batch-size", "4"], tmp_path)
+    assert refused.returncode == 1 and "torch-71px: exit 2" in refused.stdout
+    assert (runs_dir / "torch-71px.command").read_text() == command
+    progress = (runs_dir / "torch-71px.progress").read_text()
+    assert progress.count("== ") == 2 and "was started with other options: batch_size=2 (now 4)" in progress
+    # The run resumes, but its export fails: the earlier result files stay.
+    failing = tmp_path / "python"
+    failing.write_text(f'#!/bin/sh\n[ "$2" = xception_common.results ] && exit 1\nexec {sys.executable} "$@"\n')
+    failing.chmod(0o755)
+    failed = run_gpu_results([image_folder, results, 1, "--batch-size", "2"], tmp_path, PYTHON=str(failing))
+    assert failed.returncode == 1 and "torch-71px: exit 0" in failed.stdout
+    assert {name: (results / name).read_bytes() for name in before} == before
+    assert sorted(path.name for path in results.iterdir()) == ["log.txt", "torch-71px.json", "torch-71px.npz"]
+
+
+def test_the_scripts_refuse_results_that_are_a_file(image_folder, tmp_path):
+    (tmp_path / "a_file").write_text("kept")
+    done = run_gpu_results([image_folder, tmp_path / "a_file"], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"cannot make the folders {tmp_path / 'a_file'} and {tmp_path / 'runs'}: "
+                                   "RESULTS (and RUNS) must be folders or new paths")
+    assert (tmp_path / "a_file").read_text() == "kept"
+
+
+def bench_in_script(tmp_path, pairs, profile, *models):
+    """common.sh's run_bench, as the scripts call it, with RESULTS and RUNS in tmp_path."""
+    common = Path(__file__).resolve().parents[1] / "scripts" / "common.sh"
+    program = (f'source "{common}"; begin digits "{tmp_path / "results"}"; '
+               f'run_bench "{pairs}" {profile} {" ".join(models)}; exit "$failed"')
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(["bash", "-c", program], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_the_scripts_benchmark_replaces_bench_md_only_when_whole_and_profiles_into_new_folders(tmp_path):
+    bench_md = tmp_path / "results" / "bench.md"
+    bench_md.parent.mkdir()
+    bench_md.write_text("an earlier table\n")
+    failed = bench_in_script(tmp_path, "64:2", "profile", "torch")  # 64 px is below Xception's minimum
+    assert failed.returncode == 1 and "the benchmark failed" in failed.stdout
+    assert bench_md.read_text() == "an earlier table\n"
+    assert "--image-size must be at least 71" in failed.stdout  # begin sends stderr to the log and stdout
+    for _ in range(2):
+        done = bench_in_script(tmp_path, "71:2", "profile", "torch")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert bench_md.read_text().count("| torch |") == 1
+    # One folder per profiled run, the second beside the first.
+    folders = sorted(path.name for path in (tmp_path / "runs").iterdir())
+    assert folders == ["profile-71px-batch2", "profile-71px-batch2-2"]
+    assert all((tmp_path / "runs" / folder / "torch.txt").exists() for folder in folders)

@@ -827,6 +827,13 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
         above = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
         if above is not None and not above.is_dir() and (flag == "--profile" or above != Path(path)):
             parser.error(f"{flag} {path}: {above} exists and is not a folder")
+    if args.profile is not None:
+        profiled = [row for row in args.models if row in PROFILED_MODELS]
+        there = [name for row in profiled for name in (f"{row}.trace.json", f"{row}.txt")
+                 if (Path(args.profile) / name).exists()]
+        if there:
+            parser.error(f"--profile {args.profile} holds {', '.join(there)} already; choose another folder "
+                         "or remove them first")
     options = Options(args.image_size, args.batch_size, args.steps, args.warmup, args.num_classes, device,
                       args.compile_mode, args.peak_tflops, args.profile, args.workers)
     return args, options
