@@ -121,7 +121,8 @@ def test_a_streamed_run_trains_as_the_run_loaded_whole(framework, mixed_sizes, t
     for loading in ("memory", "stream"):
         config = TrainConfig(framework, str(mixed_sizes), 2, image_size=71, batch_size=6, bn_batches=2,
                              data_loading=loading)
-        workers = {"workers": 2} if framework == "torch" else {}  # Keras reads on tf.data's threads
+        # Keras reads on tf.data's threads; loaded whole, nothing needs workers.
+        workers = {"workers": 2} if framework == "torch" and loading == "stream" else {}
         histories[loading] = train(config, tmp_path / loading, progress=False, **workers)
     assert without_seconds(histories["stream"]) == without_seconds(histories["memory"])
     assert json.loads((tmp_path / "stream" / "config.json").read_text())["data_loading"] == "stream"
@@ -193,10 +194,14 @@ def test_a_streamed_run_holds_no_more_for_images_that_take_gigabytes(framework, 
 @pytest.mark.parametrize("options, message", [
     (["--framework", "keras", "--workers", "2"], "--workers is a whole number >= 0 for the torch framework"),
     (["--framework", "torch", "--workers", "-1"], "--workers is a whole number >= 0 for the torch framework"),
+    (["--framework", "torch", "--workers", "2", "--data", "digits"],
+     "--workers is for streamed data, and digits is loaded whole: no worker would start"),
+    (["--framework", "torch", "--workers", "2", "--data-loading", "memory"],
+     "--workers is for streamed data, and --data-loading memory loads it whole: no worker would start"),
 ])
-def test_impossible_streaming_options_exit_2_and_write_nothing(options, message, tmp_path, capsys):
+def test_impossible_streaming_options_exit_2_and_write_nothing(options, message, image_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main([*options, "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "run")])
+        main(["--data", str(image_folder), *options, "--epochs", "1", "--out", str(tmp_path / "run")])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

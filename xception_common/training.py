@@ -69,11 +69,17 @@ def check_fits(config: TrainConfig, dataset) -> None:
 
 
 def check_workers(config: TrainConfig, workers: int | None) -> None:
-    """ValueError unless ``workers`` is None or, for PyTorch, a whole number >= 0."""
+    """ValueError unless ``workers`` is None or, for PyTorch, a whole number >= 0
+    for data that may be streamed (not a built-in set, not ``data_loading`` memory)."""
     if workers is not None and (config.framework != "torch" or isinstance(workers, bool)
                                 or not isinstance(workers, int) or workers < 0):
         raise ValueError(f"--workers is a whole number >= 0 for the torch framework's streamed data, "
                          f"got {workers!r} for {config.framework}")
+    from .data import BUILT_IN
+
+    if workers is not None and (config.data in BUILT_IN or config.data_loading == "memory"):
+        why = f"{config.data} is loaded whole" if config.data in BUILT_IN else "--data-loading memory loads it whole"
+        raise ValueError(f"--workers is for streamed data, and {why}: no worker would start")
 
 
 def check_device(config: TrainConfig, device=None):
