@@ -244,7 +244,8 @@ def test_files_that_are_not_zips_are_rejected(tmp_path):
     (tmp_path / "data.zip").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="data.tar is neither a folder nor a .zip file; allowed:"):
         check_source(str(tmp_path / "data.tar"))
-    with pytest.raises(DataError, match="data.zip is not a readable .zip file"):
+    with pytest.raises(DataError, match=r"data.zip is not a readable .zip file \(File is not a zip file\); allowed: "
+                       "cifar10, digits, or a folder/.zip path"):
         load(str(tmp_path / "data.zip"))
 
 

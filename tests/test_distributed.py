@@ -150,7 +150,13 @@ def test_each_process_takes_its_slice_of_every_batch():
 
 def test_the_place_comes_from_torchruns_environment():
     assert distributed.place({}) == distributed.Place(0, 1, 0)
-    assert distributed.place({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == distributed.Place(3, 4, 1)
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    assert distributed.place({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", **rendezvous}) == \
+        distributed.Place(3, 4, 1)
+    assert distributed.place({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}) == distributed.Place(0, 1, 0)
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 makes this one of 2 processes, but MASTER_PORT is not set: "
+                                         "start the processes with torchrun"):
+        distributed.place({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"})
     assert distributed.Place(0, 4, 0).writes and not distributed.Place(3, 4, 1).writes
     with pytest.raises(ValueError, match="must be whole numbers"):
         distributed.place({"RANK": "one", "WORLD_SIZE": "2"})
@@ -160,7 +166,7 @@ def test_the_place_comes_from_torchruns_environment():
         distributed.place_for("torch", 2, {})
     assert distributed.place_for("keras", 2, {}) == distributed.Place()
     with pytest.raises(ValueError, match="Keras one process for all"):
-        distributed.place_for("keras", 2, {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+        distributed.place_for("keras", 2, {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", **rendezvous})
 
 
 def test_every_process_draws_dropout_masks_of_its_own():

@@ -203,7 +203,7 @@ def _open_zip(path):
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise DataError(f"{path} is not a readable .zip file ({error})") from error
+        raise DataError(f"{path} is not a readable .zip file ({error}); allowed: {ALLOWED_SOURCES}") from error
 
 
 def _zip_top(archive):

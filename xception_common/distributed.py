@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process
+RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")  # and where the processes meet (init_process_group's env://)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ def place(environ=os.environ) -> Place:
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
         raise ValueError(f"RANK must be in [0, WORLD_SIZE) and LOCAL_RANK >= 0, got RANK={rank}, "
                          f"WORLD_SIZE={world_size}, LOCAL_RANK={local_rank}")
+    missing = [name for name in RENDEZVOUS if name not in environ]
+    if world_size > 1 and missing:  # where the processes meet, which torchrun sets beside the others
+        raise ValueError(f"WORLD_SIZE={world_size} makes this one of {world_size} processes, but "
+                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: start the "
+                         "processes with torchrun --nproc_per_node N, or unset WORLD_SIZE for one process")
     return Place(rank, world_size, local_rank)
 
 
