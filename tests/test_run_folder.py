@@ -261,3 +261,18 @@ def test_training_a_finished_run_further_first_removes_its_predictions(tmp_path,
         train(dataclasses.replace(config, epochs=2), out, resume=True, dataset=dataset, progress=False)
     assert not (out / PREDICTIONS).exists()
     assert runs.load_run(out)[1][0]["epoch"] == 0 and (out / CHECKPOINTS["torch"]).exists()
+
+
+def test_a_run_resumes_with_its_data_named_by_another_path_to_the_same_file(tmp_path, monkeypatch):
+    (tmp_path / "images.zip").write_bytes(b"")
+    (tmp_path / "other.zip").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    config = TrainConfig("torch", "images.zip", 2)  # started with a path relative to where it ran
+    runs.write_json(out / "config.json", runs.config_record(config))
+    write_checkpoint(out / CHECKPOINTS["torch"], "torch", 1)
+    for path in (str(tmp_path / "images.zip"), "./images.zip", "../" + tmp_path.name + "/images.zip"):
+        assert check_run_dir(dataclasses.replace(config, data=path), out, resume=True) == 1
+    with pytest.raises(RunError, match=r"data='images.zip' \(now 'other.zip'\)"):
+        check_run_dir(dataclasses.replace(config, data="other.zip"), out, resume=True)

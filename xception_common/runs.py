@@ -224,7 +224,8 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> int:
     except RunError as error:
         raise RunError(f"nothing to resume: {error}") from None
     saved = {f.name: f.default for f in fields(config)} | record
-    differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)]
+    differing = [f.name for f in fields(config) if f.name != "epochs" and saved[f.name] != getattr(config, f.name)
+                 and not (f.name == "data" and same_data(saved["data"], config.data))]
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
         raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
@@ -243,6 +244,15 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> int:
     if finished > config.epochs:
         raise RunError(f"{out} has finished {finished} epochs; resume it with --epochs {finished} or more")
     return finished
+
+
+def same_data(saved, now) -> bool:
+    """Whether two ``--data`` values name the same data: equal, or two paths
+    to one file or folder (relative and absolute, say)."""
+    try:
+        return saved == now or os.path.samefile(saved, now)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def checkpoint_epochs(checkpoint: Path) -> int | None:
