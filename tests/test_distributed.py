@@ -194,8 +194,8 @@ def test_impossible_distributed_options_are_refused(changes, message):
 
 
 def test_sync_batch_norm_is_refused_on_a_cpu_before_the_run_folder_is_written(monkeypatch, tmp_path):
-    for name, value in zip(distributed.ENVIRONMENT, ("0", "2", "0")):  # the first of two processes
-        monkeypatch.setenv(name, value)
+    for name, value in zip(distributed.ENVIRONMENT + distributed.RENDEZVOUS, ("0", "2", "0", "127.0.0.1", "29500")):
+        monkeypatch.setenv(name, value)  # as torchrun sets them for the first of two processes
     config = TrainConfig("torch", "digits", 1, batch_size=8, replicas=2, sync_batch_norm=True)
     with pytest.raises(ValueError, match="SyncBatchNorm runs on CUDA devices only"):
         train(config, tmp_path / "run", device="cpu")
