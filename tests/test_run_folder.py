@@ -274,5 +274,12 @@ def test_a_run_resumes_with_its_data_named_by_another_path_to_the_same_file(tmp_
     write_checkpoint(out / CHECKPOINTS["torch"], "torch", 1)
     for path in (str(tmp_path / "images.zip"), "./images.zip", "../" + tmp_path.name + "/images.zip"):
         assert check_run_dir(dataclasses.replace(config, data=path), out, resume=True) == 1
-    with pytest.raises(RunError, match=r"data='images.zip' \(now 'other.zip'\)"):
+    with pytest.raises(RunError, match=r"data='images.zip' \(now 'other.zip'\); only --epochs may change on "
+                                       r"--resume$"):
         check_run_dir(dataclasses.replace(config, data="other.zip"), out, resume=True)
+    (tmp_path / "images.zip").rename(tmp_path / "moved.zip")
+    with pytest.raises(RunError, match=r"--resume \('images.zip' is not there any more: put it, or a link to it, "
+                                       r"back at that path\)$"):
+        check_run_dir(dataclasses.replace(config, data="moved.zip"), out, resume=True)
+    (tmp_path / "images.zip").symlink_to(tmp_path / "moved.zip")  # as the message says
+    assert check_run_dir(dataclasses.replace(config, data="moved.zip"), out, resume=True) == 1

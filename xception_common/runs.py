@@ -228,7 +228,11 @@ def check_run_dir(config: TrainConfig, out: Path, resume: bool) -> int:
                  and not (f.name == "data" and same_data(saved["data"], config.data))]
     if differing:
         details = ", ".join(f"{name}={saved.get(name)!r} (now {getattr(config, name)!r})" for name in differing)
-        raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume")
+        moved = "data" in differing and not Path(str(saved["data"])).exists() and saved["data"] not in BUILT_IN
+        hint = (f" ({saved['data']!r} is not there any more: put it, or a link to it, back at that path)"
+                if moved else "")
+        raise RunError(f"{out} was started with other options: {details}; only --epochs may change on --resume"
+                       f"{hint}")
     if not checkpoint.exists():
         if holds_run:  # a run's history or predictions without its checkpoint: it would start over
             found = ", ".join(name for name in files if (out / name).exists())
