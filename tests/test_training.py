@@ -856,6 +856,7 @@ def test_the_scripts_benchmark_replaces_bench_md_only_when_whole_and_profiles_in
         done = bench_in_script(tmp_path, "71:2", "profile", "torch")
         assert done.returncode == 0, done.stdout + done.stderr
         assert bench_md.read_text().count("| torch |") == 1
+    assert bench_in_script(tmp_path, "71:2", "no", "torch").returncode == 0  # not profiled: no folder
     # One folder per profiled run, the second beside the first.
     folders = sorted(path.name for path in (tmp_path / "runs").iterdir())
     assert folders == ["profile-71px-batch2", "profile-71px-batch2-2"]
