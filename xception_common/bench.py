@@ -347,15 +347,21 @@ def profile_training(train_step, options: Options, label: str) -> Profile:
     )
     folder = Path(options.profile_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    profiler.export_chrome_trace(str(folder / f"{label}.trace.json"))
+    trace, text = profile_files(label)
+    profiler.export_chrome_trace(str(folder / trace))
     sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
     table = events.table(sort_by=sort_by, row_limit=25)
-    (folder / f"{label}.txt").write_text(f"{result.summary(label)}\n\n{table}\n")
+    (folder / text).write_text(f"{result.summary(label)}\n\n{table}\n")
     print(result.summary(label))
     return result
 
 
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch")  # the runtime's launch calls, by prefix
+
+
+def profile_files(label: str) -> tuple[str, str]:
+    """The files a row's profile writes: its Chrome trace and its table."""
+    return f"{label}.trace.json", f"{label}.txt"
 
 
 def first_step_seconds(step, device) -> float:
@@ -829,8 +835,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
             parser.error(f"{flag} {path}: {above} exists and is not a folder")
     if args.profile is not None:
         profiled = [row for row in args.models if row in PROFILED_MODELS]
-        there = [name for row in profiled for name in (f"{row}.trace.json", f"{row}.txt")
-                 if (Path(args.profile) / name).exists()]
+        there = [name for row in profiled for name in profile_files(row) if (Path(args.profile) / name).exists()]
         if there:
             parser.error(f"--profile {args.profile} holds {', '.join(there)} already; choose another folder "
                          "or remove them first")

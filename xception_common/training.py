@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from . import distributed, runs
+from .data import BUILT_IN
 from .epoch_plan import steps_per_epoch
 from .runs import CHECKPOINTS, TrainConfig, check_run_dir
 
@@ -75,8 +76,6 @@ def check_workers(config: TrainConfig, workers: int | None) -> None:
                                 or not isinstance(workers, int) or workers < 0):
         raise ValueError(f"--workers is a whole number >= 0 for the torch framework's streamed data, "
                          f"got {workers!r} for {config.framework}")
-    from .data import BUILT_IN
-
     if workers is not None and (config.data in BUILT_IN or config.data_loading == "memory"):
         why = f"{config.data} is loaded whole" if config.data in BUILT_IN else "--data-loading memory loads it whole"
         raise ValueError(f"--workers is for streamed data, and {why}: no worker would start")
